@@ -165,7 +165,10 @@ pub fn check_text(value: &str, max: usize) -> Result<String, String> {
     if len > max {
         return Err(format!("is {len} characters long, the limit is {max}"));
     }
-    if trimmed.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+    if trimmed
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
         return Err("must not contain control characters".into());
     }
     Ok(trimmed.to_owned())
@@ -228,8 +231,8 @@ pub fn check_openapi(document: &str) -> Result<OpenApiSummary, String> {
             document.len()
         ));
     }
-    let value: serde_json::Value = serde_json::from_str(document)
-        .map_err(|e| format!("is not valid JSON: {e}"))?;
+    let value: serde_json::Value =
+        serde_json::from_str(document).map_err(|e| format!("is not valid JSON: {e}"))?;
     let object = value
         .as_object()
         .ok_or("must be a JSON object (an OpenAPI document)")?;
@@ -369,7 +372,8 @@ pub fn check_gateway_address(address: &str) -> Result<String, String> {
             None => (rest, None),
         }
     };
-    let port = port.ok_or_else(|| format!("{address:?} has no port, e.g. https://gw.example:8443"))?;
+    let port =
+        port.ok_or_else(|| format!("{address:?} has no port, e.g. https://gw.example:8443"))?;
     if port.parse::<u16>().map_or(true, |p| p == 0) {
         return Err(format!("{address:?} has an invalid port {port:?}"));
     }
@@ -390,8 +394,14 @@ mod tests {
     #[test]
     fn countries_are_iso_3166_alpha_2() {
         assert_eq!("EE".parse::<Country>().unwrap().name(), "Estonia");
-        assert!("ee".parse::<Country>().unwrap_err().contains("two upper-case"));
-        assert!("XX".parse::<Country>().unwrap_err().contains("not an assigned"));
+        assert!("ee"
+            .parse::<Country>()
+            .unwrap_err()
+            .contains("two upper-case"));
+        assert!("XX"
+            .parse::<Country>()
+            .unwrap_err()
+            .contains("not an assigned"));
         assert!("EST".parse::<Country>().is_err());
     }
 
@@ -424,7 +434,13 @@ mod tests {
     #[test]
     fn emails_and_categories() {
         assert!(check_email("registry@rahvastik.example").is_ok());
-        for bad in ["nobody", "a@b", "@x.example", "a b@x.example", "a@x.example."] {
+        for bad in [
+            "nobody",
+            "a@b",
+            "@x.example",
+            "a b@x.example",
+            "a@x.example.",
+        ] {
             assert!(check_email(bad).is_err(), "{bad}");
         }
         assert!(check_data_category("health-statistics").is_ok());
@@ -444,8 +460,14 @@ mod tests {
             (r#"{"swagger":"2.0"}"#, "only OpenAPI 3"),
             (r#"{"openapi":"2.0"}"#, "expected 3.0.x or 3.1.x"),
             (r#"{"openapi":"3.0.0"}"#, "no \"info\" object"),
-            (r#"{"openapi":"3.0.0","info":{"version":"1"}}"#, "info.title"),
-            (r#"{"openapi":"3.0.0","info":{"title":"t","version":"1"}}"#, "no \"paths\""),
+            (
+                r#"{"openapi":"3.0.0","info":{"version":"1"}}"#,
+                "info.title",
+            ),
+            (
+                r#"{"openapi":"3.0.0","info":{"title":"t","version":"1"}}"#,
+                "no \"paths\"",
+            ),
             (
                 r#"{"openapi":"3.0.0","info":{"title":"t","version":"1"},"paths":{"x":{}}}"#,
                 "does not start with",
@@ -462,8 +484,14 @@ mod tests {
 
     #[test]
     fn gateway_addresses() {
-        assert_eq!(check_gateway_address("https://gw.tax.example:8443").unwrap(), "gw.tax.example");
-        assert_eq!(check_gateway_address("https://127.0.0.1:9000").unwrap(), "127.0.0.1");
+        assert_eq!(
+            check_gateway_address("https://gw.tax.example:8443").unwrap(),
+            "gw.tax.example"
+        );
+        assert_eq!(
+            check_gateway_address("https://127.0.0.1:9000").unwrap(),
+            "127.0.0.1"
+        );
         assert_eq!(check_gateway_address("https://[::1]:9000").unwrap(), "::1");
         for bad in [
             "http://gw:1",

@@ -409,9 +409,8 @@ mod tests {
     }
 
     fn service() -> impl Strategy<Value = ServiceId> {
-        (member(), part(), part(), proptest::option::of(part())).prop_map(|(m, s, c, v)| {
-            m.subsystem(&s).unwrap().service(&c, v.as_deref()).unwrap()
-        })
+        (member(), part(), part(), proptest::option::of(part()))
+            .prop_map(|(m, s, c, v)| m.subsystem(&s).unwrap().service(&c, v.as_deref()).unwrap())
     }
 
     proptest! {
@@ -478,25 +477,56 @@ mod tests {
     #[test]
     fn every_malformed_form_names_its_part() {
         let cases: &[(&str, IdError)] = &[
-            ("/GOV/1", IdError::Empty { part: Part::Instance }),
-            ("DEMO//1", IdError::Empty { part: Part::MemberClass }),
-            ("DEMO/GOV/", IdError::Empty { part: Part::MemberCode }),
+            (
+                "/GOV/1",
+                IdError::Empty {
+                    part: Part::Instance,
+                },
+            ),
+            (
+                "DEMO//1",
+                IdError::Empty {
+                    part: Part::MemberClass,
+                },
+            ),
+            (
+                "DEMO/GOV/",
+                IdError::Empty {
+                    part: Part::MemberCode,
+                },
+            ),
             (
                 "DEMO/GOV/7 1",
-                IdError::BadCharacter { part: Part::MemberCode, ch: ' ' },
+                IdError::BadCharacter {
+                    part: Part::MemberCode,
+                    ch: ' ',
+                },
             ),
             (
                 "DEMO/GÖV/1",
-                IdError::BadCharacter { part: Part::MemberClass, ch: 'Ö' },
+                IdError::BadCharacter {
+                    part: Part::MemberClass,
+                    ch: 'Ö',
+                },
             ),
         ];
         for (input, expected) in cases {
             assert_eq!(&input.parse::<MemberId>().unwrap_err(), expected, "{input}");
         }
         let err = "DEMO/GOV/1/sub/".parse::<ServiceId>().unwrap_err();
-        assert_eq!(err, IdError::Empty { part: Part::Service });
+        assert_eq!(
+            err,
+            IdError::Empty {
+                part: Part::Service
+            }
+        );
         let err = "DEMO/GOV/1/sub/svc/".parse::<ServiceId>().unwrap_err();
-        assert_eq!(err, IdError::Empty { part: Part::Version });
+        assert_eq!(
+            err,
+            IdError::Empty {
+                part: Part::Version
+            }
+        );
         let err = "DEMO/GOV".parse::<MemberId>().unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -511,11 +541,16 @@ mod tests {
         // An encoded slash decodes into a part, where it is refused.
         assert_eq!(
             MemberId::parse_encoded("DEMO/GOV/a%2Fb").unwrap_err(),
-            IdError::BadCharacter { part: Part::MemberCode, ch: '/' }
+            IdError::BadCharacter {
+                part: Part::MemberCode,
+                ch: '/'
+            }
         );
         assert_eq!(
             MemberId::parse_encoded("DEMO/GOV/%FF").unwrap_err(),
-            IdError::BadEncoding { part: Part::MemberCode }
+            IdError::BadEncoding {
+                part: Part::MemberCode
+            }
         );
     }
 

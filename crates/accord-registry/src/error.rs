@@ -165,10 +165,9 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict(what) => ApiError::conflict(format!("{what} already exists")),
-            StoreError::Missing(what) => ApiError::new(
-                ProblemKind::InvalidInput,
-                format!("{what} does not exist"),
-            ),
+            StoreError::Missing(what) => {
+                ApiError::new(ProblemKind::InvalidInput, format!("{what} does not exist"))
+            }
             other => ApiError::internal(other),
         }
     }

@@ -1,7 +1,9 @@
 //! Members, subsystems and services: writes inside a [`Tx`], reads and the
 //! filtered, paged catalogue search.
 
-use accord_domain::{Country, Level, Member, MemberId, Sector, Service, ServiceId, Subsystem, SubsystemId};
+use accord_domain::{
+    Country, Level, Member, MemberId, Sector, Service, ServiceId, Subsystem, SubsystemId,
+};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
@@ -344,7 +346,8 @@ impl Store {
         page: Page,
     ) -> Result<Paged<Service>> {
         let mut query = Where::default();
-        let joins_member = filter.level.is_some() || filter.country.is_some() || filter.sector.is_some();
+        let joins_member =
+            filter.level.is_some() || filter.country.is_some() || filter.sector.is_some();
         query.member_filters(filter, "m");
         if let Some(member) = &filter.member {
             query.push("s.member_id = ", member.to_string());
@@ -356,7 +359,10 @@ impl Store {
             query.like("s.search_text", text);
         }
         let from = if joins_member {
-            format!("FROM services s JOIN members m ON m.id = s.member_id{}", query.sql())
+            format!(
+                "FROM services s JOIN members m ON m.id = s.member_id{}",
+                query.sql()
+            )
         } else {
             format!("FROM services s{}", query.sql())
         };
@@ -384,7 +390,10 @@ impl Store {
             .fetch_one(&mut *conn)
             .await?
             .try_get("n")?;
-        let rows = query.bind(sqlx::query(select)).fetch_all(&mut *conn).await?;
+        let rows = query
+            .bind(sqlx::query(select))
+            .fetch_all(&mut *conn)
+            .await?;
         Ok(Paged {
             items: rows.iter().map(decode).collect::<Result<_>>()?,
             total,

@@ -216,7 +216,9 @@ pub fn redact_url(url: &str) -> String {
 }
 
 /// Maps a unique-key violation to a conflict naming `what`.
-pub(crate) fn conflict_on_unique(what: impl FnOnce() -> String) -> impl FnOnce(sqlx::Error) -> StoreError {
+pub(crate) fn conflict_on_unique(
+    what: impl FnOnce() -> String,
+) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |e| match &e {
         sqlx::Error::Database(db) if db.kind() == sqlx::error::ErrorKind::UniqueViolation => {
             StoreError::Conflict(what())

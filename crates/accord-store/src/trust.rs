@@ -89,7 +89,9 @@ fn certificate_from_row(row: &AnyRow) -> Result<GatewayCertificate> {
     let member: String = row.try_get("member_id")?;
     Ok(GatewayCertificate {
         serial: row.try_get("serial")?,
-        member: member.parse().map_err(|e| corrupt("certificate member", e))?,
+        member: member
+            .parse()
+            .map_err(|e| corrupt("certificate member", e))?,
         gateway: row.try_get("gateway_name")?,
         subject: row.try_get("subject")?,
         fingerprint_sha256: row.try_get("fingerprint_sha256")?,
@@ -156,12 +158,13 @@ impl Tx {
 
     /// Registers the gateway, or moves it to a new address.
     pub async fn upsert_gateway(&mut self, g: &Gateway) -> Result<()> {
-        let updated = sqlx::query("UPDATE gateways SET address = $1 WHERE member_id = $2 AND name = $3")
-            .bind(g.address.clone())
-            .bind(g.member.to_string())
-            .bind(g.name.clone())
-            .execute(self.conn())
-            .await?;
+        let updated =
+            sqlx::query("UPDATE gateways SET address = $1 WHERE member_id = $2 AND name = $3")
+                .bind(g.address.clone())
+                .bind(g.member.to_string())
+                .bind(g.name.clone())
+                .execute(self.conn())
+                .await?;
         if updated.rows_affected() == 0 {
             sqlx::query(
                 "INSERT INTO gateways (member_id, name, address, created_at) VALUES ($1, $2, $3, $4)",
@@ -208,7 +211,12 @@ impl Tx {
     }
 
     /// Marks a certificate revoked; false if it already was.
-    pub async fn revoke_certificate(&mut self, serial: &str, reason: &str, at: &str) -> Result<bool> {
+    pub async fn revoke_certificate(
+        &mut self,
+        serial: &str,
+        reason: &str,
+        at: &str,
+    ) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE gateway_certificates SET revoked_at = $1, revocation_reason = $2 \
              WHERE serial = $3 AND revoked_at IS NULL",
@@ -249,11 +257,12 @@ impl Tx {
 
     /// Marks a token revoked; false if it already was.
     pub async fn revoke_token(&mut self, id: &str, at: &str) -> Result<bool> {
-        let done = sqlx::query("UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-            .bind(at.to_owned())
-            .bind(id.to_owned())
-            .execute(self.conn())
-            .await?;
+        let done =
+            sqlx::query("UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+                .bind(at.to_owned())
+                .bind(id.to_owned())
+                .execute(self.conn())
+                .await?;
         Ok(done.rows_affected() == 1)
     }
 }
@@ -308,7 +317,9 @@ impl Store {
                 let sql = format!(
                     "SELECT {CERT_COLUMNS} FROM gateway_certificates ORDER BY created_at, serial"
                 );
-                sqlx::query(&sql).fetch_all(&mut *self.read().await?).await?
+                sqlx::query(&sql)
+                    .fetch_all(&mut *self.read().await?)
+                    .await?
             }
         };
         rows.iter().map(certificate_from_row).collect()
@@ -334,7 +345,9 @@ impl Store {
 
     pub async fn tokens(&self) -> Result<Vec<TokenRecord>> {
         let sql = format!("SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY created_at, id");
-        let rows = sqlx::query(&sql).fetch_all(&mut *self.read().await?).await?;
+        let rows = sqlx::query(&sql)
+            .fetch_all(&mut *self.read().await?)
+            .await?;
         rows.iter().map(token_from_row).collect()
     }
 }

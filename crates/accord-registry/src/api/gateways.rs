@@ -221,8 +221,10 @@ pub async fn revoke_certificate(
     serial: &str,
     input: &RevokeInput,
 ) -> ApiResult<GatewayCertificate> {
-    let reason = check_text(input.reason.as_deref().unwrap_or(""), SHORT_TEXT_MAX)
-        .map_err(|e| ApiError::field("reason", format!("{e}: say why the certificate is revoked")))?;
+    let reason =
+        check_text(input.reason.as_deref().unwrap_or(""), SHORT_TEXT_MAX).map_err(|e| {
+            ApiError::field("reason", format!("{e}: say why the certificate is revoked"))
+        })?;
     let mut tx = registry.store.begin().await?;
     let cert = tx
         .certificate(serial)
@@ -309,7 +311,11 @@ async fn issue(
 ) -> ApiResult<impl IntoResponse> {
     let issued = issue_certificate(&registry, &auth.role, &input).await?;
     let location = format!("/api/v1/gateway-certificates/{}", issued.certificate.serial);
-    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(issued)))
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(issued),
+    ))
 }
 
 /// One certificate.

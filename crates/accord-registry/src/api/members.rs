@@ -66,7 +66,11 @@ pub(crate) fn required<'a>(value: &'a Option<String>) -> Result<&'a str, String>
 }
 
 /// Validates a member and adds it, in one transaction.
-pub async fn add_member(registry: &Registry, role: &Role, input: &MemberInput) -> ApiResult<Member> {
+pub async fn add_member(
+    registry: &Registry,
+    role: &Role,
+    input: &MemberInput,
+) -> ApiResult<Member> {
     if !role.is_federation_admin() {
         return Err(ApiError::forbidden(format!(
             "only the federation administrator may add members; this token is {role}"
@@ -100,7 +104,10 @@ pub async fn add_member(registry: &Registry, role: &Role, input: &MemberInput) -
             );
         }
     }
-    let name = c.take("name", required(&input.name).and_then(|v| check_text(v, NAME_MAX)));
+    let name = c.take(
+        "name",
+        required(&input.name).and_then(|v| check_text(v, NAME_MAX)),
+    );
     let level = c.take("level", required(&input.level).and_then(|v| v.parse()));
     let country = c.take("country", required(&input.country).and_then(|v| v.parse()));
     let sector = c.take("sector", required(&input.sector).and_then(|v| v.parse()));
@@ -124,7 +131,10 @@ pub async fn add_member(registry: &Registry, role: &Role, input: &MemberInput) -
         return Err(ApiError::field("id", "is required"));
     };
     if parent.as_ref() == Some(&id) {
-        return Err(ApiError::field("parent", "a member cannot be its own parent"));
+        return Err(ApiError::field(
+            "parent",
+            "a member cannot be its own parent",
+        ));
     }
     let new = NewMember {
         id,
@@ -138,7 +148,10 @@ pub async fn add_member(registry: &Registry, role: &Role, input: &MemberInput) -
     };
     let mut tx = registry.store.begin().await?;
     if tx.member(&new.id).await?.is_some() {
-        return Err(ApiError::conflict(format!("member {} already exists", new.id)));
+        return Err(ApiError::conflict(format!(
+            "member {} already exists",
+            new.id
+        )));
     }
     if let Some(parent) = &new.parent {
         if tx.member(parent).await?.is_none() {
@@ -175,7 +188,9 @@ async fn list_members(
     QueryParams(query): QueryParams<CatalogueQuery>,
 ) -> ApiResult<Json<Paged<Member>>> {
     let (filter, page) = query.parse()?;
-    Ok(Json(registry.store.search_members(&filter, page).await?.into()))
+    Ok(Json(
+        registry.store.search_members(&filter, page).await?.into(),
+    ))
 }
 
 /// Add a member (federation administrator).
@@ -200,7 +215,11 @@ async fn create_member(
 ) -> ApiResult<impl IntoResponse> {
     let member = add_member(&registry, &auth.role, &input).await?;
     let location = format!("/api/v1/members/{}", member.id.to_encoded());
-    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(member)))
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(member),
+    ))
 }
 
 /// One member, with its subsystems and gateways.

@@ -85,11 +85,15 @@ pub(crate) fn router(registry: Registry) -> axum::Router {
             }),
         )
         .route("/healthz", get(health))
-        .fallback(|| async { ApiError::not_found("no such route; the API is described at /api/openapi.json") })
+        .fallback(|| async {
+            ApiError::not_found("no such route; the API is described at /api/openapi.json")
+        })
         .with_state(registry)
 }
 
-async fn health(axum::extract::State(registry): axum::extract::State<Registry>) -> impl IntoResponse {
+async fn health(
+    axum::extract::State(registry): axum::extract::State<Registry>,
+) -> impl IntoResponse {
     match registry.store.ping().await {
         Ok(()) => Json(serde_json::json!({
             "status": "ok",

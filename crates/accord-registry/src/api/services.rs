@@ -150,10 +150,16 @@ pub async fn add_subsystem(
     let mut c = Checks::default();
     let code = c.take(
         "code",
-        required(&input.code)
-            .and_then(|v| validate_part(Part::Subsystem, v).map(|_| v).map_err(|e| e.to_string())),
+        required(&input.code).and_then(|v| {
+            validate_part(Part::Subsystem, v)
+                .map(|_| v)
+                .map_err(|e| e.to_string())
+        }),
     );
-    let name = c.take("name", required(&input.name).and_then(|v| check_text(v, NAME_MAX)));
+    let name = c.take(
+        "name",
+        required(&input.name).and_then(|v| check_text(v, NAME_MAX)),
+    );
     c.finish()?;
     let (Some(code), Some(name)) = (code, name) else {
         return Err(ApiError::field("code", "is required"));
@@ -163,14 +169,22 @@ pub async fn add_subsystem(
         .map_err(|e| ApiError::field("code", e.to_string()))?;
     let mut tx = registry.store.begin().await?;
     if tx.member(member).await?.is_none() {
-        return Err(ApiError::not_found(format!("member {member} does not exist")));
+        return Err(ApiError::not_found(format!(
+            "member {member} does not exist"
+        )));
     }
     if tx.subsystem(&id).await?.is_some() {
         return Err(ApiError::conflict(format!("subsystem {id} already exists")));
     }
     let at = accord_store::now();
-    tx.insert_subsystem(&NewSubsystem { id: id.clone(), name }, &at)
-        .await?;
+    tx.insert_subsystem(
+        &NewSubsystem {
+            id: id.clone(),
+            name,
+        },
+        &at,
+    )
+    .await?;
     let subsystem = tx
         .subsystem(&id)
         .await?
@@ -196,8 +210,11 @@ pub async fn add_service(
     let mut c = Checks::default();
     let code = c.take(
         "code",
-        required(&input.code)
-            .and_then(|v| validate_part(Part::Service, v).map(|_| v).map_err(|e| e.to_string())),
+        required(&input.code).and_then(|v| {
+            validate_part(Part::Service, v)
+                .map(|_| v)
+                .map_err(|e| e.to_string())
+        }),
     );
     if let Some(version) = &input.version {
         c.take(
@@ -205,14 +222,19 @@ pub async fn add_service(
             validate_part(Part::Version, version).map_err(|e| e.to_string()),
         );
     }
-    let title = c.take("title", required(&input.title).and_then(|v| check_text(v, NAME_MAX)));
+    let title = c.take(
+        "title",
+        required(&input.title).and_then(|v| check_text(v, NAME_MAX)),
+    );
     let description = c.take(
         "description",
         required(&input.description).and_then(|v| check_text(v, DESCRIPTION_MAX)),
     );
     let personal_data = c.take(
         "personal_data",
-        input.personal_data.ok_or_else(|| "is required (true or false)".to_owned()),
+        input
+            .personal_data
+            .ok_or_else(|| "is required (true or false)".to_owned()),
     );
     if input.data_categories.len() > DATA_CATEGORIES_MAX {
         c.push(
@@ -225,14 +247,20 @@ pub async fn add_service(
     }
     let mut categories = Vec::new();
     for (i, category) in input.data_categories.iter().enumerate() {
-        if let Some(ok) = c.take(&format!("data_categories[{i}]"), check_data_category(category)) {
+        if let Some(ok) = c.take(
+            &format!("data_categories[{i}]"),
+            check_data_category(category),
+        ) {
             if !categories.contains(&ok) {
                 categories.push(ok);
             }
         }
     }
     let document = match &input.openapi {
-        None => c.take("openapi", Err("is required: the service's OpenAPI 3 document".into())),
+        None => c.take(
+            "openapi",
+            Err("is required: the service's OpenAPI 3 document".into()),
+        ),
         Some(serde_json::Value::String(text)) => Some(text.clone()),
         Some(value) => Some(value.to_string()),
     };
@@ -241,8 +269,14 @@ pub async fn add_service(
         None => None,
     };
     c.finish()?;
-    let (Some(code), Some(title), Some(description), Some(personal_data), Some(document), Some(summary)) =
-        (code, title, description, personal_data, document, summary)
+    let (
+        Some(code),
+        Some(title),
+        Some(description),
+        Some(personal_data),
+        Some(document),
+        Some(summary),
+    ) = (code, title, description, personal_data, document, summary)
     else {
         return Err(ApiError::field("code", "is required"));
     };
@@ -315,7 +349,11 @@ async fn create_subsystem(
     let member = path.id()?;
     let subsystem = add_subsystem(&registry, &auth.role, &member, &input).await?;
     let location = format!("/api/v1/members/{}", member.to_encoded());
-    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(subsystem)))
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(subsystem),
+    ))
 }
 
 /// Add a service to a subsystem (the member's administrator, or the federation's).
@@ -344,7 +382,11 @@ async fn create_service(
     let subsystem = path.id()?;
     let service = add_service(&registry, &auth.role, &subsystem, &input).await?;
     let location = format!("/api/v1/services/{}", service.id.to_encoded());
-    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(detail(service))))
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(detail(service)),
+    ))
 }
 
 /// Search the catalogue's services; level, country and sector are the providing member's.
@@ -363,7 +405,9 @@ async fn list_services(
     QueryParams(query): QueryParams<CatalogueQuery>,
 ) -> ApiResult<Json<Paged<Service>>> {
     let (filter, page) = query.parse()?;
-    Ok(Json(registry.store.search_services(&filter, page).await?.into()))
+    Ok(Json(
+        registry.store.search_services(&filter, page).await?.into(),
+    ))
 }
 
 async fn find_service(registry: &Registry, id: &ServiceId) -> ApiResult<Json<ServiceDetail>> {

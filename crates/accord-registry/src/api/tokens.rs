@@ -80,7 +80,11 @@ impl From<TokenRecord> for TokenInfo {
 }
 
 /// Creates a token, in one transaction.
-pub async fn create_token(registry: &Registry, role: &Role, input: &TokenInput) -> ApiResult<CreatedToken> {
+pub async fn create_token(
+    registry: &Registry,
+    role: &Role,
+    input: &TokenInput,
+) -> ApiResult<CreatedToken> {
     if !role.is_federation_admin() {
         return Err(ApiError::forbidden(format!(
             "only the federation administrator may create tokens; this token is {role}"
@@ -106,7 +110,10 @@ pub async fn create_token(registry: &Registry, role: &Role, input: &TokenInput) 
     let mut tx = registry.store.begin().await?;
     if let Some(m) = new_role.member() {
         if tx.member(m).await?.is_none() {
-            return Err(ApiError::field("member", format!("member {m} does not exist")));
+            return Err(ApiError::field(
+                "member",
+                format!("member {m} does not exist"),
+            ));
         }
     }
     tx.insert_token(
@@ -170,7 +177,10 @@ pub async fn revoke_token(registry: &Registry, role: &Role, id: &str) -> ApiResu
         (status = 403, description = "Not the federation administrator", body = Problem, content_type = "application/problem+json"),
     )
 )]
-async fn list(State(registry): State<Registry>, auth: Authenticated) -> ApiResult<Json<Vec<TokenInfo>>> {
+async fn list(
+    State(registry): State<Registry>,
+    auth: Authenticated,
+) -> ApiResult<Json<Vec<TokenInfo>>> {
     auth.require_federation_admin("list tokens")?;
     let tokens = registry.store.tokens().await?;
     Ok(Json(tokens.into_iter().map(TokenInfo::from).collect()))

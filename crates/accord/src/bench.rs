@@ -1,0 +1,3 @@
+pub async fn catalogue(_args: crate::cli::BenchCatalogueArgs) -> anyhow::Result<()> {
+    anyhow::bail!("todo")
+}

@@ -1,0 +1,333 @@
+//! `accord demo`: a whole federation on one machine, on SQLite, with
+//! nothing to install.
+//!
+//! The federation is described as data (`federation.json`: members at
+//! every level of government, in two countries and three sectors, with
+//! their subsystems, services and OpenAPI documents) and seeded through the
+//! same validated operations the HTTP API runs, so the demo can hold nothing
+//! the API would refuse. Later parts of Accord (gateways, agreements,
+//! exchanges, the portal) add their own steps to [`seed`] and lines to the
+//! banner.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Deserialize;
+
+use accord_domain::{MemberId, Role};
+use accord_registry::api::gateways::{issue_certificate, CertificateInput};
+use accord_registry::api::members::{add_member, ContactInput, MemberInput};
+use accord_registry::api::services::{add_service, add_subsystem, ServiceInput, SubsystemInput};
+use accord_registry::api::tokens::{create_token, TokenInput};
+use accord_registry::error::ApiError;
+use accord_registry::{write_secret_file, InitOptions, Registry, RegistryPaths};
+
+use crate::cli::DemoArgs;
+
+const FEDERATION: &str = include_str!("federation.json");
+
+/// The demo federation, as `federation.json` describes it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemoFederation {
+    pub instance: String,
+    pub name: String,
+    pub members: Vec<DemoMember>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemoMember {
+    pub class: String,
+    pub code: String,
+    pub name: String,
+    pub level: String,
+    pub country: String,
+    pub sector: String,
+    pub parent: Option<String>,
+    pub contact: Option<ContactInput>,
+    pub subsystems: Vec<DemoSubsystem>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemoSubsystem {
+    pub code: String,
+    pub name: String,
+    pub services: Vec<DemoService>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemoService {
+    pub code: String,
+    pub version: Option<String>,
+    pub title: String,
+    pub description: String,
+    pub personal_data: bool,
+    pub data_categories: Vec<String>,
+    pub openapi: serde_json::Value,
+}
+
+pub fn federation() -> anyhow::Result<DemoFederation> {
+    serde_json::from_str(FEDERATION).context("the built-in demo federation is malformed")
+}
+
+/// What seeding made, for the banner.
+#[derive(Debug, Default)]
+pub struct Seeded {
+    pub members: usize,
+    pub subsystems: usize,
+    pub services: usize,
+    pub certificates: usize,
+    /// Member administrator tokens written to files: (member, file).
+    pub member_tokens: Vec<(MemberId, PathBuf)>,
+}
+
+fn demo_error(what: String) -> impl FnOnce(ApiError) -> anyhow::Error {
+    move |e| anyhow::anyhow!("demo seed: {what}: {}", e.detail)
+}
+
+/// First port of the demo gateways' planned provider sides.
+const FIRST_GATEWAY_PORT: u16 = 8701;
+
+/// Fills a new registry with the demo federation.
+pub async fn seed(
+    registry: &Registry,
+    dir: &Path,
+    spec: &DemoFederation,
+) -> anyhow::Result<Seeded> {
+    let admin = Role::FederationAdmin;
+    let mut seeded = Seeded::default();
+    let gateways_dir = dir.join("gateways");
+    let tokens_dir = dir.join("tokens");
+    for d in [&gateways_dir, &tokens_dir] {
+        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+    }
+    let mut gateway_port = FIRST_GATEWAY_PORT;
+    for m in &spec.members {
+        let id = format!("{}/{}/{}", spec.instance, m.class, m.code);
+        let input = MemberInput {
+            id: Some(id.clone()),
+            name: Some(m.name.clone()),
+            level: Some(m.level.clone()),
+            country: Some(m.country.clone()),
+            sector: Some(m.sector.clone()),
+            parent: m.parent.clone(),
+            contact: m.contact.clone(),
+        };
+        let member = add_member(registry, &admin, &input)
+            .await
+            .map_err(demo_error(format!("member {id}")))?;
+        seeded.members += 1;
+        for s in &m.subsystems {
+            let subsystem = add_subsystem(
+                registry,
+                &admin,
+                &member.id,
+                &SubsystemInput {
+                    code: Some(s.code.clone()),
+                    name: Some(s.name.clone()),
+                },
+            )
+            .await
+            .map_err(demo_error(format!("subsystem {id}/{}", s.code)))?;
+            seeded.subsystems += 1;
+            for svc in &s.services {
+                add_service(
+                    registry,
+                    &admin,
+                    &subsystem.id,
+                    &ServiceInput {
+                        code: Some(svc.code.clone()),
+                        version: svc.version.clone(),
+                        title: Some(svc.title.clone()),
+                        description: Some(svc.description.clone()),
+                        personal_data: Some(svc.personal_data),
+                        data_categories: svc.data_categories.clone(),
+                        openapi: Some(svc.openapi.clone()),
+                    },
+                )
+                .await
+                .map_err(demo_error(format!("service {}/{}", subsystem.id, svc.code)))?;
+                seeded.services += 1;
+            }
+        }
+        if !m.subsystems.is_empty() {
+            // Every member that runs systems gets a gateway certificate,
+            // with its key kept beside the demo (owner-only).
+            let issued = issue_certificate(
+                registry,
+                &admin,
+                &CertificateInput {
+                    member: Some(id.clone()),
+                    gateway: Some("gw1".into()),
+                    address: Some(format!("https://127.0.0.1:{gateway_port}")),
+                    csr_pem: None,
+                    validity_days: Some(365),
+                },
+            )
+            .await
+            .map_err(demo_error(format!("gateway certificate of {id}")))?;
+            gateway_port += 1;
+            let stem = id.replace('/', "_");
+            std::fs::write(
+                gateways_dir.join(format!("{stem}_gw1.crt")),
+                &issued.certificate.certificate_pem,
+            )?;
+            if let Some(key) = &issued.private_key_pem {
+                write_secret_file(&gateways_dir.join(format!("{stem}_gw1.key")), key)?;
+            }
+            seeded.certificates += 1;
+        }
+        if m.class == "MUN" || m.sector == "civil-society" {
+            // Member administrators, to show what a scoped token may do.
+            let created = create_token(
+                registry,
+                &admin,
+                &TokenInput {
+                    role: Some("member-admin".into()),
+                    member: Some(id.clone()),
+                    label: Some(format!("demo administrator of {}", m.name)),
+                },
+            )
+            .await
+            .map_err(demo_error(format!("token of {id}")))?;
+            let file = tokens_dir.join(format!("{}.token", id.replace('/', "_")));
+            write_secret_file(&file, &created.token)?;
+            seeded.member_tokens.push((member.id.clone(), file));
+        }
+    }
+    Ok(seeded)
+}
+
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let (dir, _temporary) = match &args.dir {
+        Some(dir) => (dir.clone(), None),
+        None => {
+            let temp = tempfile::Builder::new()
+                .prefix("accord-demo-")
+                .tempdir()
+                .context("creating a temporary directory for the demo")?;
+            (temp.path().to_owned(), Some(temp))
+        }
+    };
+    let paths = RegistryPaths::new(&dir, None);
+    let (registry, seeded) = if paths.keys_dir().exists() {
+        println!("reusing the demo federation in {}", dir.display());
+        (Registry::open(&paths).await?, None)
+    } else {
+        let spec = federation()?;
+        let options = InitOptions {
+            instance: spec.instance.clone(),
+            name: spec.name.clone(),
+            member_classes: accord_registry::DEFAULT_MEMBER_CLASSES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        };
+        let (registry, _admin) = Registry::init(&paths, &options).await?;
+        let seeded = seed(&registry, &dir, &spec).await?;
+        (registry, Some(seeded))
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "listening on {}: is another registry or demo running? try --listen 127.0.0.1:0",
+                args.listen
+            )
+        })?;
+    let url = format!("http://{}", listener.local_addr()?);
+    banner(
+        &registry,
+        &url,
+        &dir,
+        &paths,
+        seeded.as_ref(),
+        args.dir.is_none(),
+    )
+    .await?;
+    registry
+        .serve(listener, crate::commands::shutdown_signal())
+        .await?;
+    Ok(())
+}
+
+async fn banner(
+    registry: &Registry,
+    url: &str,
+    dir: &Path,
+    paths: &RegistryPaths,
+    seeded: Option<&Seeded>,
+    temporary: bool,
+) -> anyhow::Result<()> {
+    let f = &registry.federation;
+    let (members, subsystems, services) = registry.store.counts().await?;
+    println!("Accord demo federation {} — {}", f.instance, f.name);
+    println!("registry listening on {url}");
+    println!();
+    println!("  catalogue   {members} members, {subsystems} subsystems, {services} services");
+    if let Some(s) = seeded {
+        println!(
+            "  gateways    {} certificates issued by the federation CA (keys in {})",
+            s.certificates,
+            dir.join("gateways").display()
+        );
+    }
+    println!(
+        "  data        {}{}",
+        dir.display(),
+        if temporary { " (removed at exit)" } else { "" }
+    );
+    println!("  admin token {}", paths.admin_token_file().display());
+    println!();
+    println!("Try:");
+    println!("  curl -s {url}/api/v1/federation");
+    println!("  curl -s '{url}/api/v1/services?level=national&q=residence'");
+    println!("  curl -s {url}/api/v1/openapi/DEMO/GOV/70000002/population-register/residence/v1");
+    println!("  accord --registry {url} member list");
+    println!("  accord --registry {url} member list --level local --country EE");
+    println!("  accord --registry {url} service list --q health");
+    println!("  accord --registry {url} member show DEMO/GOV/70000002");
+    println!("  accord --registry {url} gateway-cert list");
+    if let Some(s) = seeded {
+        if let Some((member, file)) = s.member_tokens.first() {
+            println!();
+            println!("As {member}'s administrator (a token scoped to that member):");
+            println!(
+                "  accord --registry {url} --token-file {} subsystem add {member}/open-data --name 'Open data'",
+                file.display()
+            );
+        }
+    }
+    println!();
+    println!("The API is described at {url}/api/openapi.json. Stop with Ctrl-C.");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_spans_levels_sectors_and_borders() {
+        let spec = federation().unwrap();
+        let has = |f: &dyn Fn(&DemoMember) -> bool| spec.members.iter().any(f);
+        for level in ["local", "regional", "national", "supranational"] {
+            assert!(has(&|m| m.level == level), "no {level} member");
+        }
+        for sector in ["public", "private", "civil-society"] {
+            assert!(has(&|m| m.sector == sector), "no {sector} member");
+        }
+        assert!(has(&|m| m.country != "EE"), "no cross-border member");
+        assert!(spec.members.iter().filter(|m| m.class == "MUN").count() >= 2);
+        let services: usize = spec
+            .members
+            .iter()
+            .flat_map(|m| &m.subsystems)
+            .map(|s| s.services.len())
+            .sum();
+        assert!(services >= 10, "only {services} services");
+    }
+}
