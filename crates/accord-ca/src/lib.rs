@@ -34,6 +34,7 @@
 //! the registry never holds, are handled by [`SigningKeyFile`].
 
 #![forbid(unsafe_code)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod error;
 mod federation;

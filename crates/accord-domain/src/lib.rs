@@ -7,6 +7,7 @@
 //! member arrives through the HTTP API, the CLI or the demo seed.
 
 #![forbid(unsafe_code)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod auth;
 pub mod catalogue;

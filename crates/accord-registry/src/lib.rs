@@ -9,6 +9,7 @@
 //! from the same handlers that serve the routes, so it cannot drift.
 
 #![forbid(unsafe_code)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod api;
 pub mod auth;
@@ -175,6 +176,13 @@ impl Registry {
 
     /// Opens an existing federation (migrating its database if needed).
     pub async fn open(paths: &RegistryPaths) -> anyhow::Result<Registry> {
+        if paths.database_url.is_none() && !paths.data_dir.join("registry.db").exists() {
+            bail!(
+                "no federation in {}: create one with `accord registry init --data-dir {}`",
+                paths.data_dir.display(),
+                paths.data_dir.display()
+            );
+        }
         let store = Store::connect(&paths.database_url())
             .await
             .context("opening the registry database")?;

@@ -11,6 +11,7 @@
 //! leaves the database as it was.
 
 #![forbid(unsafe_code)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod catalogue;
 mod trust;

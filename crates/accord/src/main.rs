@@ -5,6 +5,7 @@
 //! non-zero exit code.
 
 #![forbid(unsafe_code)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod bench;
 mod cli;

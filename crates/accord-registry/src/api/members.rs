@@ -61,7 +61,7 @@ pub struct MemberDetail {
     pub gateways: Vec<Gateway>,
 }
 
-pub(crate) fn required<'a>(value: &'a Option<String>) -> Result<&'a str, String> {
+pub(crate) fn required(value: &Option<String>) -> Result<&str, String> {
     value.as_deref().ok_or_else(|| "is required".to_owned())
 }
 

@@ -1,0 +1,139 @@
+//! `accord demo`, as a newcomer runs it from the README: a whole federation
+//! served from a fresh directory, browsable through the API and the CLI.
+
+use serde_json::Value;
+
+use crate::support::{accord, file_mode, stderr, stdout, Server};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_serves_a_browsable_federation() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo_dir = dir.path().join("demo");
+    let server = Server::start(&[
+        "demo",
+        "--dir",
+        demo_dir.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ])
+    .await;
+    let url = server.url.clone();
+    let http = reqwest::Client::new();
+    let get = |path: &str| {
+        let request = http.get(format!("{url}{path}"));
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            response.json::<Value>().await.unwrap()
+        }
+    };
+
+    let federation = get("/api/v1/federation").await;
+    assert_eq!(federation["instance"], "DEMO");
+    assert!(federation["members"].as_i64().unwrap() >= 8);
+    assert!(federation["services"].as_i64().unwrap() >= 10);
+
+    // Every level of government, three sectors and a second country.
+    for level in ["local", "regional", "national", "supranational"] {
+        let page = get(&format!("/api/v1/members?level={level}")).await;
+        assert!(page["total"].as_i64().unwrap() >= 1, "no {level} member");
+    }
+    for sector in ["public", "private", "civil-society"] {
+        let page = get(&format!("/api/v1/members?sector={sector}")).await;
+        assert!(page["total"].as_i64().unwrap() >= 1, "no {sector} member");
+    }
+    let finland = get("/api/v1/members?country=FI").await;
+    assert_eq!(finland["total"], 1);
+    let local = get("/api/v1/members?level=local").await;
+    assert!(local["total"].as_i64().unwrap() >= 2, "two municipalities");
+
+    // Every service's OpenAPI document is served and is OpenAPI 3.
+    let services = get("/api/v1/services?per_page=200").await;
+    for service in services["items"].as_array().unwrap() {
+        let detail = get(&format!(
+            "/api/v1/services/{}",
+            service["id"].as_str().unwrap()
+        ))
+        .await;
+        let doc = get(detail["openapi_url"].as_str().unwrap()).await;
+        assert!(
+            doc["openapi"].as_str().unwrap().starts_with("3."),
+            "{}",
+            service["id"]
+        );
+        assert!(doc["paths"].as_object().is_some_and(|p| !p.is_empty()));
+    }
+    let certs = get("/api/v1/gateway-certificates").await;
+    assert!(!certs.as_array().unwrap().is_empty());
+
+    // The banner's commands work as printed.
+    let banner = server.banner.join("\n");
+    assert!(banner.contains("accord --registry"), "{banner}");
+    let out = accord(&[
+        "--registry",
+        &url,
+        "member",
+        "list",
+        "--level",
+        "local",
+        "--country",
+        "EE",
+    ])
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("DEMO/MUN/"), "{}", stdout(&out));
+    let out = accord(&["--registry", &url, "service", "list", "--q", "health"]).await;
+    assert!(
+        out.status.success() && stdout(&out).contains("DEMO/"),
+        "{}",
+        stdout(&out)
+    );
+
+    // Secrets stay in owner-only files; a municipality's token is scoped.
+    assert_eq!(file_mode(&demo_dir.join("admin.token")), 0o600);
+    let town_token = demo_dir.join("tokens/DEMO_MUN_75000001.token");
+    assert_eq!(file_mode(&town_token), 0o600);
+    let token_arg = town_token.to_str().unwrap();
+    let out = accord(&[
+        "--registry",
+        &url,
+        "--token-file",
+        token_arg,
+        "subsystem",
+        "add",
+        "DEMO/MUN/75000001/open-data",
+        "--name",
+        "Open data",
+    ])
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = accord(&[
+        "--registry",
+        &url,
+        "--token-file",
+        token_arg,
+        "subsystem",
+        "add",
+        "DEMO/GOV/70000002/open-data",
+        "--name",
+        "Open data",
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+
+    // Running the demo again on the same directory reuses the federation.
+    drop(server);
+    let again = Server::start(&[
+        "demo",
+        "--dir",
+        demo_dir.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ])
+    .await;
+    assert!(
+        again.banner.iter().any(|l| l.contains("reusing")),
+        "{:?}",
+        again.banner
+    );
+}
