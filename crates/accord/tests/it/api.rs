@@ -594,6 +594,16 @@ async fn bad_input_is_refused_and_changes_nothing(engine: Engine) {
             mentions: "personal_data",
         },
         Refusal {
+            what: "body over the size limit",
+            method: "POST",
+            path: "/api/v1/members",
+            token: Admin,
+            body: member(json!({"name": "x".repeat(3 * 1024 * 1024)})),
+            status: 413,
+            problem: "payload-too-large",
+            mentions: "",
+        },
+        Refusal {
             what: "malformed JSON body",
             method: "POST",
             path: "/api/v1/members",
