@@ -395,6 +395,25 @@ macro_rules! serde_as_string {
 }
 serde_as_string!(MemberId, SubsystemId, ServiceId);
 
+macro_rules! schema_as_string {
+    ($($t:ty => $example:literal),*) => {$(
+        impl utoipa::PartialSchema for $t {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .examples([serde_json::json!($example)])
+                    .into()
+            }
+        }
+        impl utoipa::ToSchema for $t {}
+    )*};
+}
+schema_as_string!(
+    MemberId => "DEMO/GOV/70000002",
+    SubsystemId => "DEMO/GOV/70000002/population-register",
+    ServiceId => "DEMO/GOV/70000002/population-register/residence/v1"
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

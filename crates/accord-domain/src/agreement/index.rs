@@ -1,0 +1,1 @@
+//! The authorization index: placeholder, being written.

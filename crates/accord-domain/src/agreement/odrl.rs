@@ -1,0 +1,1 @@
+//! ODRL 2.2 export and import: placeholder, being written.
