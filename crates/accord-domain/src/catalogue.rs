@@ -32,6 +32,9 @@ pub struct FieldError {
     pub field: String,
     /// What was wrong, in words a person can act on.
     pub reason: String,
+    /// The rule broken, where one is named (e.g. `unknown-purpose`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
 }
 
 impl FieldError {
@@ -39,6 +42,7 @@ impl FieldError {
         FieldError {
             field: field.into(),
             reason: reason.into(),
+            rule: None,
         }
     }
 }

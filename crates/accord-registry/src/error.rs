@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use accord_domain::agreement::RuleViolation;
 use accord_domain::FieldError;
 use accord_store::StoreError;
 
@@ -89,6 +90,9 @@ pub struct Problem {
     pub status: u16,
     /// What was wrong with this request, and what to do about it.
     pub detail: String,
+    /// The rule of the agreement model that was broken, if one was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
     /// For invalid input: every field that was wrong, and why.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
@@ -99,6 +103,7 @@ pub struct Problem {
 pub struct ApiError {
     pub kind: ProblemKind,
     pub detail: String,
+    pub rule: Option<String>,
     pub errors: Vec<FieldError>,
 }
 
@@ -109,8 +114,37 @@ impl ApiError {
         ApiError {
             kind,
             detail: detail.into(),
+            rule: None,
             errors: Vec::new(),
         }
+    }
+
+    /// Broken rules of the agreement model: the first names the problem.
+    pub fn violations(kind: ProblemKind, violations: Vec<RuleViolation>) -> Self {
+        let detail = match violations.as_slice() {
+            [] => "the request breaks a rule".to_owned(),
+            [one] => one.to_string(),
+            [first, rest @ ..] => format!("{first} (and {} more)", rest.len()),
+        };
+        let rule = violations.first().map(|v| v.rule.to_owned());
+        let errors = violations
+            .into_iter()
+            .map(|v| FieldError {
+                field: v.field.unwrap_or_default(),
+                reason: v.detail,
+                rule: Some(v.rule.to_owned()),
+            })
+            .collect();
+        ApiError {
+            kind,
+            detail,
+            rule,
+            errors,
+        }
+    }
+
+    pub fn violation(kind: ProblemKind, violation: RuleViolation) -> Self {
+        ApiError::violations(kind, vec![violation])
     }
 
     /// Invalid input in one or more fields; the detail names the first.
@@ -123,6 +157,7 @@ impl ApiError {
         ApiError {
             kind: ProblemKind::InvalidInput,
             detail,
+            rule: None,
             errors,
         }
     }
@@ -205,6 +240,7 @@ impl IntoResponse for ApiError {
             title: title.to_owned(),
             status: status.as_u16(),
             detail: self.detail,
+            rule: self.rule,
             errors: self.errors,
         };
         let mut response = (status, axum::Json(body)).into_response();

@@ -76,6 +76,36 @@ pub struct InitOptions {
     pub member_classes: Vec<String>,
 }
 
+/// The purpose vocabulary a new federation starts with; the federation
+/// administrator adds more (`accord purpose add`).
+pub const DEFAULT_PURPOSES: &[(&str, &str)] = &[
+    ("tax-assessment", "Assessing and collecting taxes"),
+    (
+        "social-benefit-eligibility",
+        "Deciding whether a person is entitled to a social benefit",
+    ),
+    (
+        "public-health-statistics",
+        "Producing anonymised public-health statistics",
+    ),
+    (
+        "cross-border-residence",
+        "Confirming residence between countries",
+    ),
+    ("school-enrolment", "Allocating school places"),
+    (
+        "pension-calculation",
+        "Calculating pensions and insurance periods",
+    ),
+    ("customs-clearance", "Clearing goods through customs"),
+    ("aid-distribution", "Distributing food and material aid"),
+    (
+        "registered-delivery",
+        "Delivering registered letters to persons and companies",
+    ),
+    ("official-statistics", "Producing official statistics"),
+];
+
 /// The member classes a new federation accepts unless told otherwise.
 pub const DEFAULT_MEMBER_CLASSES: &[&str] = &["GOV", "MUN", "COM", "NGO", "EDU"];
 
@@ -153,6 +183,10 @@ impl Registry {
                 &record.created_at,
             )
             .await?;
+            for (code, description) in DEFAULT_PURPOSES {
+                tx.insert_purpose(code, description, &record.created_at)
+                    .await?;
+            }
             tx.commit().await
         }
         .await;
@@ -221,15 +255,29 @@ impl Registry {
         api::router(self.clone()).layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
     }
 
-    /// Serves the API on `listener` until `shutdown` completes.
+    /// Serves the API on `listener` until `shutdown` completes. Meanwhile a
+    /// sweep marks agreements whose validity ended as expired, so their
+    /// history says when even if nobody looks at them.
     pub async fn serve(
         &self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(listener, self.router())
+        let sweeper = self.clone();
+        let sweep = tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(30));
+            loop {
+                every.tick().await;
+                if let Err(e) = api::agreements::expire_due(&sweeper).await {
+                    tracing::warn!(detail = %e.detail, "expiry sweep failed");
+                }
+            }
+        });
+        let served = axum::serve(listener, self.router())
             .with_graceful_shutdown(shutdown)
-            .await
+            .await;
+        sweep.abort();
+        served
     }
 }
 

@@ -43,6 +43,10 @@ CREATE TABLE subsystems (
     UNIQUE (member_id, code)
 );
 
+-- Level, country and sector are the providing member's, copied here when
+-- the service is added (members' attributes do not change), so a filtered,
+-- paged search reads one narrow table in id order through one index.
+-- The OpenAPI documents, which can be large, live in their own table.
 CREATE TABLE services (
     id TEXT PRIMARY KEY,
     subsystem_id TEXT NOT NULL REFERENCES subsystems (id),
@@ -54,13 +58,23 @@ CREATE TABLE services (
     personal_data BIGINT NOT NULL,
     data_categories TEXT NOT NULL,
     openapi_version TEXT NOT NULL,
-    openapi_document TEXT NOT NULL,
+    level TEXT NOT NULL,
+    country TEXT NOT NULL,
+    sector TEXT NOT NULL,
     search_text TEXT NOT NULL,
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL
 );
 CREATE INDEX services_by_member ON services (member_id, id);
 CREATE INDEX services_by_subsystem ON services (subsystem_id);
+CREATE INDEX services_by_level_country ON services (level, country, id);
+CREATE INDEX services_by_country ON services (country, id);
+CREATE INDEX services_by_sector ON services (sector, id);
+
+CREATE TABLE service_documents (
+    service_id TEXT PRIMARY KEY REFERENCES services (id),
+    document TEXT NOT NULL
+);
 
 CREATE TABLE gateways (
     member_id TEXT NOT NULL REFERENCES members (id),

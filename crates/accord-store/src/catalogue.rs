@@ -251,11 +251,12 @@ impl Tx {
             s.data_categories.join(" "),
             s.description
         ));
-        sqlx::query(
+        let inserted = sqlx::query(
             "INSERT INTO services (id, subsystem_id, member_id, code, version, title, \
-             description, personal_data, data_categories, openapi_version, openapi_document, \
+             description, personal_data, data_categories, openapi_version, level, country, sector, \
              search_text, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)",
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, m.level, m.country, m.sector, $11, $12, $12 \
+             FROM members m WHERE m.id = $3",
         )
         .bind(s.id.to_string())
         .bind(s.id.subsystem().to_string())
@@ -267,12 +268,22 @@ impl Tx {
         .bind(i64::from(s.personal_data))
         .bind(categories)
         .bind(s.openapi_version.clone())
-        .bind(s.openapi_document.clone())
         .bind(search)
         .bind(at.to_owned())
         .execute(self.conn())
         .await
         .map_err(conflict_on_unique(|| format!("service {}", s.id)))?;
+        if inserted.rows_affected() != 1 {
+            return Err(StoreError::Missing(format!("member {}", s.id.member())));
+        }
+        sqlx::query("INSERT INTO service_documents (service_id, document) VALUES ($1, $2)")
+            .bind(s.id.to_string())
+            .bind(s.openapi_document.clone())
+            .execute(self.conn())
+            .await
+            .map_err(conflict_on_unique(|| {
+                format!("the document of service {}", s.id)
+            }))?;
         Ok(())
     }
 }
@@ -301,14 +312,14 @@ impl Store {
     }
 
     pub async fn service_document(&self, id: &ServiceId) -> Result<Option<ServiceDocument>> {
-        let row = sqlx::query("SELECT openapi_document FROM services WHERE id = $1")
+        let row = sqlx::query("SELECT document FROM service_documents WHERE service_id = $1")
             .bind(id.to_string())
             .fetch_optional(&mut *self.read().await?)
             .await?;
         match row {
             Some(row) => Ok(Some(ServiceDocument {
                 id: id.clone(),
-                document: row.try_get("openapi_document")?,
+                document: row.try_get("document")?,
             })),
             None => Ok(None),
         }
@@ -339,16 +350,14 @@ impl Store {
     }
 
     /// Services matching `filter` (level, country and sector are the
-    /// providing member's), ordered by id.
+    /// providing member's, copied onto each service), ordered by id.
     pub async fn search_services(
         &self,
         filter: &CatalogueFilter,
         page: Page,
     ) -> Result<Paged<Service>> {
         let mut query = Where::default();
-        let joins_member =
-            filter.level.is_some() || filter.country.is_some() || filter.sector.is_some();
-        query.member_filters(filter, "m");
+        query.member_filters(filter, "s");
         if let Some(member) = &filter.member {
             query.push("s.member_id = ", member.to_string());
         }
@@ -358,14 +367,7 @@ impl Store {
         if let Some(text) = &filter.text {
             query.like("s.search_text", text);
         }
-        let from = if joins_member {
-            format!(
-                "FROM services s JOIN members m ON m.id = s.member_id{}",
-                query.sql()
-            )
-        } else {
-            format!("FROM services s{}", query.sql())
-        };
+        let from = format!("FROM services s{}", query.sql());
         let select = format!(
             "SELECT {SERVICE_COLUMNS} {from} ORDER BY s.id LIMIT {} OFFSET {}",
             page.size,

@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+mod agreements;
 mod catalogue;
 mod trust;
 
@@ -24,6 +25,9 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyConnection, AnyPool, Connection, Executor, Transaction};
 
+pub use agreements::{
+    AgreementEvent, AgreementVersionRecord, PurposeRecord, SignatureRecord, SigningKeyRecord,
+};
 pub use catalogue::{
     CatalogueFilter, NewMember, NewService, NewSubsystem, Page, Paged, ServiceDocument,
 };
@@ -67,13 +71,22 @@ pub enum StoreError {
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 fn migrator() -> Migrator {
-    let migrations = vec![Migration::new(
-        1,
-        Cow::Borrowed("catalogue"),
-        MigrationType::Simple,
-        Cow::Borrowed(include_str!("../migrations/0001_catalogue.sql")),
-        false,
-    )];
+    let migrations = vec![
+        Migration::new(
+            1,
+            Cow::Borrowed("catalogue"),
+            MigrationType::Simple,
+            Cow::Borrowed(include_str!("../migrations/0001_catalogue.sql")),
+            false,
+        ),
+        Migration::new(
+            2,
+            Cow::Borrowed("agreements"),
+            MigrationType::Simple,
+            Cow::Borrowed(include_str!("../migrations/0002_agreements.sql")),
+            false,
+        ),
+    ];
     Migrator {
         migrations: Cow::Owned(migrations),
         ..Migrator::DEFAULT

@@ -69,6 +69,12 @@ pub enum Command {
     /// Services that subsystems offer.
     #[command(subcommand)]
     Service(ServiceCommand),
+    /// Co-operation agreements: draft, propose, sign, amend, suspend, explain decisions.
+    #[command(subcommand)]
+    Agreement(AgreementCommand),
+    /// The federation's vocabulary of purposes that agreements allow.
+    #[command(subcommand)]
+    Purpose(PurposeCommand),
     /// Certificates for members' gateways, issued by the federation CA.
     #[command(subcommand, name = "gateway-cert")]
     GatewayCert(GatewayCertCommand),
@@ -187,6 +193,172 @@ pub enum MemberCommand {
         /// Member id, INSTANCE/CLASS/CODE.
         id: String,
     },
+    /// A member's Ed25519 signing keys, with which it signs agreements.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Make a new signing key in a file only you can read (nothing is sent).
+    Generate {
+        /// Where to write the private key (PKCS#8 PEM, created 0600).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Register a key's public half with the registry (the member's administrator).
+    Register {
+        /// Member id, INSTANCE/CLASS/CODE.
+        member: String,
+        /// The private key file: only its public half is sent.
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// List a member's keys.
+    List { member: String },
+    /// Revoke a key: signatures made with it no longer count.
+    Revoke { key_id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PurposeCommand {
+    /// List the purposes agreements may name.
+    List,
+    /// Add a purpose (federation administrator).
+    Add {
+        code: String,
+        #[arg(long)]
+        description: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgreementCommand {
+    /// Draft a new agreement from a terms file (JSON), as one of its parties.
+    Draft {
+        /// The agreement id, e.g. tallinn-residence.
+        id: String,
+        #[arg(long)]
+        terms: PathBuf,
+    },
+    /// Show an agreement: the version in force (or latest), or --version N.
+    Show {
+        id: String,
+        #[arg(long)]
+        version: Option<u32>,
+    },
+    /// List agreements.
+    List {
+        /// Only those this member is party to.
+        #[arg(long)]
+        member: Option<String>,
+        /// Only those whose latest version is in this state.
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// Replace a draft's terms.
+    Edit {
+        id: String,
+        #[arg(long)]
+        version: Option<u32>,
+        #[arg(long)]
+        terms: PathBuf,
+    },
+    /// Propose a draft for signature: its digest is fixed.
+    Propose {
+        id: String,
+        #[arg(long)]
+        version: Option<u32>,
+    },
+    /// Sign the proposed version with your member's key file.
+    Sign {
+        id: String,
+        /// The signing party, INSTANCE/CLASS/CODE.
+        #[arg(long)]
+        member: String,
+        /// The member's private signing key (from `accord member key generate`).
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long)]
+        version: Option<u32>,
+    },
+    /// Check every party's signature yourself, from the terms, the signatures and the registered keys.
+    Verify {
+        id: String,
+        #[arg(long)]
+        version: Option<u32>,
+    },
+    /// Amend the agreement in force: a new draft version from a terms file.
+    Amend {
+        id: String,
+        #[arg(long)]
+        terms: PathBuf,
+    },
+    /// Suspend the agreement in force (a party or the federation administrator).
+    Suspend {
+        id: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Resume a suspended agreement.
+    Resume {
+        id: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Terminate the agreement (a party).
+    Terminate {
+        id: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Versions and events: who did what, when.
+    History { id: String },
+    /// Export a version in a standard form.
+    Export {
+        id: String,
+        #[arg(long, value_enum, default_value = "odrl")]
+        format: ExportFormat,
+        #[arg(long)]
+        version: Option<u32>,
+    },
+    /// Import an ODRL 2.2 Offer (JSON-LD) as a draft agreement.
+    Import {
+        #[arg(long)]
+        offer: PathBuf,
+        /// The agreement id (default: the one the offer suggests).
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// What the agreements in force decide for a request, and why.
+    Explain {
+        /// The calling subsystem, INSTANCE/CLASS/CODE/SUBSYSTEM.
+        #[arg(long)]
+        client: String,
+        /// The service, INSTANCE/CLASS/CODE/SUBSYSTEM/SERVICE[/VERSION].
+        #[arg(long)]
+        service: String,
+        #[arg(long, default_value = "GET")]
+        method: String,
+        #[arg(long, default_value = "/")]
+        path: String,
+        #[arg(long)]
+        purpose: Option<String>,
+        /// The request names a data subject.
+        #[arg(long)]
+        subject: bool,
+        /// When (RFC 3339); now by default.
+        #[arg(long)]
+        at: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// ODRL 2.2 Agreement policy, JSON-LD.
+    Odrl,
+    /// The agreement's terms as Accord stores them.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]

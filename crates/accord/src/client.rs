@@ -119,6 +119,21 @@ impl RegistryClient {
             .with_context(|| format!("reading the answer to {method} {path}"))
     }
 
+    /// A POST that needs no token (e.g. asking for a decision).
+    pub async fn write_public<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: &impl Serialize,
+    ) -> anyhow::Result<T> {
+        let body = serde_json::to_value(body)?;
+        let response = self.send(method.clone(), path, Some(&body), false).await?;
+        response
+            .json()
+            .await
+            .with_context(|| format!("reading the answer to {method} {path}"))
+    }
+
     pub fn member_path(id: &MemberId) -> String {
         format!("/api/v1/members/{}", id.to_encoded())
     }

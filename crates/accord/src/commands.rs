@@ -42,6 +42,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Subsystem(cmd) => subsystem(&client()?, cmd, json).await,
         Command::Service(cmd) => service(&client()?, cmd, json).await,
         Command::GatewayCert(cmd) => gateway_cert(&client()?, cmd, json).await,
+        Command::Agreement(cmd) => crate::agreement::run(&client()?, cmd, json).await,
+        Command::Purpose(cmd) => crate::agreement::purpose(&client()?, cmd, json).await,
         Command::Token(cmd) => token_cmd(&client()?, cmd, json).await,
         Command::Demo(args) => crate::demo::run(args).await,
         Command::Bench(BenchCommand::Catalogue(args)) => crate::bench::catalogue(args).await,
@@ -159,7 +161,7 @@ fn catalogue_query(f: &CatalogueFilterArgs, extra: &[(&str, Option<String>)]) ->
     query_string(&pairs)
 }
 
-fn parse_member(id: &str) -> anyhow::Result<MemberId> {
+pub fn parse_member(id: &str) -> anyhow::Result<MemberId> {
     id.parse()
         .with_context(|| format!("{id:?} is not a member id (INSTANCE/CLASS/CODE)"))
 }
@@ -224,6 +226,7 @@ async fn member(client: &RegistryClient, cmd: MemberCommand, json: bool) -> anyh
             output::page_footer(page.items.len(), page.total, page.page, page.per_page);
             Ok(())
         }
+        MemberCommand::Key(cmd) => crate::agreement::key(client, cmd, json).await,
         MemberCommand::Show { id } => {
             let id = parse_member(&id)?;
             let detail: MemberDetail = client.get(&RegistryClient::member_path(&id)).await?;

@@ -4,8 +4,11 @@
 //! Identifiers appear in paths part by part, as X-Road writes them
 //! (`/api/v1/members/DEMO/GOV/70000001`), each part percent-encoded.
 
+pub mod agreements;
+pub mod decisions;
 pub mod federation;
 pub mod gateways;
+pub mod keys;
 pub mod members;
 pub mod services;
 pub mod tokens;
@@ -66,6 +69,9 @@ fn api_router() -> OpenApiRouter<Registry> {
         .merge(services::router())
         .merge(gateways::router())
         .merge(tokens::router())
+        .merge(keys::router())
+        .merge(agreements::router())
+        .merge(decisions::router())
 }
 
 /// The OpenAPI document of the API, as served at `/api/openapi.json`.

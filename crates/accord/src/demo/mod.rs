@@ -14,8 +14,14 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Deserialize;
 
+use accord_domain::agreement::lifecycle::Action;
+use accord_domain::agreement::{canonical, AgreementTerms};
 use accord_domain::{MemberId, Role};
+use accord_registry::api::agreements::{
+    self as agreement_ops, Actor, DraftInput, ReasonInput, SignatureInput,
+};
 use accord_registry::api::gateways::{issue_certificate, CertificateInput};
+use accord_registry::api::keys::{register_key, SigningKeyInput};
 use accord_registry::api::members::{add_member, ContactInput, MemberInput};
 use accord_registry::api::services::{add_service, add_subsystem, ServiceInput, SubsystemInput};
 use accord_registry::api::tokens::{create_token, TokenInput};
@@ -25,6 +31,26 @@ use accord_registry::{write_secret_file, InitOptions, Registry, RegistryPaths};
 use crate::cli::DemoArgs;
 
 const FEDERATION: &str = include_str!("federation.json");
+const AGREEMENTS: &str = include_str!("agreements.json");
+
+/// One demo agreement and how far its lifecycle goes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemoAgreement {
+    pub id: String,
+    /// `active`, `proposed` or `suspended`.
+    pub state: String,
+    /// For a proposed agreement: the parties that already signed.
+    #[serde(default)]
+    pub signed_by: Vec<String>,
+    /// For a suspended one: why.
+    pub reason: Option<String>,
+    pub terms: AgreementTerms,
+}
+
+pub fn agreements() -> anyhow::Result<Vec<DemoAgreement>> {
+    serde_json::from_str(AGREEMENTS).context("the built-in demo agreements are malformed")
+}
 
 /// The demo federation, as `federation.json` describes it.
 #[derive(Debug, Deserialize)]
@@ -82,6 +108,10 @@ pub struct Seeded {
     pub certificates: usize,
     /// Member administrator tokens written to files: (member, file).
     pub member_tokens: Vec<(MemberId, PathBuf)>,
+    /// Agreements by the state they were left in.
+    pub agreements: Vec<(String, String)>,
+    /// Members' signing keys: (member, file).
+    pub signing_keys: Vec<(MemberId, PathBuf)>,
 }
 
 fn demo_error(what: String) -> impl FnOnce(ApiError) -> anyhow::Error {
@@ -180,7 +210,7 @@ pub async fn seed(
             }
             seeded.certificates += 1;
         }
-        if m.class == "MUN" || m.sector == "civil-society" {
+        if m.class == "MUN" || m.sector == "civil-society" || m.code == "70000006" {
             // Member administrators, to show what a scoped token may do.
             let created = create_token(
                 registry,
@@ -198,7 +228,132 @@ pub async fn seed(
             seeded.member_tokens.push((member.id.clone(), file));
         }
     }
+    seed_agreements(registry, dir, &mut seeded).await?;
     Ok(seeded)
+}
+
+/// The demo's agreements, taken as far through their lifecycle as each
+/// says: every party gets a signing key (kept in an owner-only file), then
+/// drafts, proposes and signs exactly as the CLI would.
+async fn seed_agreements(
+    registry: &Registry,
+    dir: &Path,
+    seeded: &mut Seeded,
+) -> anyhow::Result<()> {
+    let keys_dir = dir.join("signing-keys");
+    std::fs::create_dir_all(&keys_dir)
+        .with_context(|| format!("creating {}", keys_dir.display()))?;
+    let demo = agreements()?;
+    // Valid from the start of this year for four years, whenever the demo runs.
+    let now = time::OffsetDateTime::now_utc();
+    let start = time::Date::from_calendar_date(now.year(), time::Month::January, 1)
+        .map(|d| d.midnight().assume_utc())
+        .context("computing the demo's validity")?;
+    let end = time::Date::from_calendar_date(now.year() + 4, time::Month::January, 1)
+        .map(|d| d.midnight().assume_utc())
+        .context("computing the demo's validity")?;
+    let mut keys: Vec<(MemberId, ed25519_dalek::SigningKey)> = Vec::new();
+    for agreement in &demo {
+        for party in &agreement.terms.parties {
+            if keys.iter().any(|(m, _)| m == &party.member) {
+                continue;
+            }
+            let file = keys_dir.join(format!(
+                "{}.key",
+                party.member.to_string().replace('/', "_")
+            ));
+            let public = accord_ca::SigningKeyFile::generate(&file)?;
+            let role = Role::MemberAdmin {
+                member: party.member.clone(),
+            };
+            register_key(
+                registry,
+                &role,
+                &party.member,
+                &SigningKeyInput {
+                    public_key_pem: Some(accord_ca::public_key_pem(&public)),
+                },
+            )
+            .await
+            .map_err(demo_error(format!("signing key of {}", party.member)))?;
+            keys.push((
+                party.member.clone(),
+                accord_ca::SigningKeyFile::load(&file)?,
+            ));
+            seeded.signing_keys.push((party.member.clone(), file));
+        }
+    }
+    let actor = |member: &MemberId| Actor {
+        role: Role::MemberAdmin {
+            member: member.clone(),
+        },
+        name: format!("accord demo, for {member}"),
+    };
+    for agreement in demo {
+        let mut terms = agreement.terms.clone();
+        terms.validity.start = start;
+        terms.validity.end = Some(end);
+        let first = terms
+            .parties
+            .first()
+            .map(|p| p.member.clone())
+            .context("a demo agreement has no parties")?;
+        let what = format!("agreement {}", agreement.id);
+        let draft = agreement_ops::draft(
+            registry,
+            &actor(&first),
+            &DraftInput {
+                id: agreement.id.clone(),
+                terms: terms.clone(),
+            },
+        )
+        .await
+        .map_err(demo_error(what.clone()))?;
+        let proposed = agreement_ops::propose(registry, &actor(&first), &draft.id, draft.version)
+            .await
+            .map_err(demo_error(what.clone()))?;
+        let digest = proposed.digest.clone().unwrap_or_default();
+        let signers: Vec<MemberId> = if agreement.state == "proposed" {
+            agreement
+                .signed_by
+                .iter()
+                .map(|m| m.parse())
+                .collect::<Result<_, _>>()
+                .map_err(|e| anyhow::anyhow!("demo {what}: {e}"))?
+        } else {
+            terms.parties.iter().map(|p| p.member.clone()).collect()
+        };
+        for member in signers {
+            let (_, key) = keys
+                .iter()
+                .find(|(m, _)| m == &member)
+                .context("a demo signer has no key")?;
+            let input = SignatureInput {
+                member: member.to_string(),
+                key_id: canonical::key_id(&key.verifying_key()),
+                signature: canonical::sign(key, &digest),
+            };
+            agreement_ops::sign(registry, &actor(&member), &draft.id, draft.version, &input)
+                .await
+                .map_err(demo_error(format!("{what}, signature of {member}")))?;
+        }
+        if agreement.state == "suspended" {
+            let reason = ReasonInput {
+                reason: agreement.reason.clone(),
+            };
+            agreement_ops::change_state(
+                registry,
+                &actor(&first),
+                &draft.id,
+                Action::Suspend,
+                &reason,
+            )
+            .await
+            .map_err(demo_error(format!("suspending {what}")))?;
+        }
+        seeded.agreements.push((agreement.id, agreement.state));
+    }
+    Ok(())
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
@@ -291,7 +446,31 @@ async fn banner(
     println!("  accord --registry {url} service list --q health");
     println!("  accord --registry {url} member show DEMO/GOV/70000002");
     println!("  accord --registry {url} gateway-cert list");
+    println!("  accord --registry {url} agreement list");
+    println!("  accord --registry {url} agreement show tallinn-residence-benefits");
+    println!(
+        "  accord --registry {url} agreement explain --client DEMO/MUN/75000001/social-benefits \\\n      \
+         --service DEMO/GOV/70000002/population-register/residence/v1 --path /persons/38001010000/residence \\\n      \
+         --purpose social-benefit-eligibility --subject"
+    );
+    println!(
+        "  accord --registry {url} agreement export ee-fi-cross-border-residence --format odrl"
+    );
     if let Some(s) = seeded {
+        let sib_key = s
+            .signing_keys
+            .iter()
+            .find(|(m, _)| m.code() == "70000006")
+            .map(|(_, f)| f.display().to_string());
+        let sib_token = dir.join("tokens").join("DEMO_GOV_70000006.token");
+        if let Some(key) = sib_key {
+            println!();
+            println!("The food-bank agreement awaits the Social Insurance Board's signature:");
+            println!(
+                "  accord --registry {url} --token-file {} agreement sign food-bank-eligibility --member DEMO/GOV/70000006 --key {key}",
+                sib_token.display()
+            );
+        }
         if let Some((member, file)) = s.member_tokens.first() {
             println!();
             println!("As {member}'s administrator (a token scoped to that member):");

@@ -121,6 +121,73 @@ async fn the_demo_serves_a_browsable_federation() {
     .await;
     assert_eq!(out.status.code(), Some(1));
 
+    // Agreements across levels and borders, in every lifecycle state.
+    let agreements = get("/api/v1/agreements").await;
+    let states: Vec<(&str, &str)> = agreements
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["id"].as_str().unwrap(), a["state"].as_str().unwrap()))
+        .collect();
+    assert!(
+        states.contains(&("food-bank-eligibility", "proposed")),
+        "{states:?}"
+    );
+    assert!(
+        states.contains(&("registered-letters-tax-notices", "suspended")),
+        "{states:?}"
+    );
+    assert!(
+        states.iter().filter(|(_, s)| *s == "active").count() >= 4,
+        "{states:?}"
+    );
+    for (id, state) in &states {
+        let view = get(&format!("/api/v1/agreements/{id}")).await;
+        let version = view["current"]["version"].as_u64().unwrap();
+        let odrl = get(&format!("/api/v1/agreements/{id}/versions/{version}/odrl")).await;
+        crate::odrl::assert_valid_odrl_agreement(&odrl);
+        let check = get(&format!(
+            "/api/v1/agreements/{id}/versions/{version}/verification"
+        ))
+        .await;
+        assert_eq!(check["valid"], *state != "proposed", "{id}: {check}");
+    }
+    let budgets = get("/api/v1/agreements/social-benefit-data-platform").await;
+    let funders = budgets["current"]["terms"]["commitments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["contribution"]["type"] == "budget")
+        .count();
+    assert!(funders >= 3, "budget commitments from several parties");
+    let out = accord(&[
+        "--registry",
+        &url,
+        "agreement",
+        "explain",
+        "--client",
+        "DEMO/MUN/75000001/social-benefits",
+        "--service",
+        "DEMO/GOV/70000002/population-register/residence/v1",
+        "--path",
+        "/persons/38001010000/residence",
+        "--purpose",
+        "social-benefit-eligibility",
+        "--subject",
+    ])
+    .await;
+    assert!(stdout(&out).starts_with("PERMIT"), "{}", stdout(&out));
+
+    // The banner's signing command completes the food-bank agreement.
+    let sign = banner
+        .lines()
+        .find(|l| l.contains("agreement sign food-bank-eligibility"))
+        .expect("the banner shows how to sign");
+    let args: Vec<&str> = sign.split_whitespace().skip(1).collect();
+    let out = accord(&args).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("active"), "{}", stdout(&out));
+
     // Running the demo again on the same directory reuses the federation.
     drop(server);
     let again = Server::start(&[

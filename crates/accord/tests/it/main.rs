@@ -8,6 +8,8 @@
 
 mod support;
 
+mod agreements;
 mod api;
 mod cli;
 mod demo;
+mod odrl;

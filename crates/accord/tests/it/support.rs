@@ -306,7 +306,24 @@ const TABLES: &[&str] = &[
     "gateways",
     "gateway_certificates",
     "tokens",
+    "purposes",
+    "signing_keys",
+    "agreements",
+    "agreement_versions",
+    "agreement_parties",
+    "agreement_signatures",
+    "agreement_events",
 ];
+
+/// Runs one statement on the database directly, behind the registry's
+/// back (to simulate tampering).
+pub async fn execute(url: &str, sql: &str) {
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(url).await.expect("connect");
+    let done = sqlx::query(sql).execute(&mut conn).await.expect("execute");
+    assert!(done.rows_affected() > 0, "{sql} changed nothing");
+    conn.close().await.ok();
+}
 
 pub async fn snapshot(url: &str) -> Vec<String> {
     sqlx::any::install_default_drivers();
