@@ -11,7 +11,7 @@ use reqwest::Method;
 
 use accord_ca::SigningKeyFile;
 use accord_domain::agreement::canonical;
-use accord_domain::agreement::AgreementTerms;
+use accord_domain::agreement::{AgreementTerms, Contribution};
 use accord_registry::api::agreements::{
     AgreementSummary, AgreementView, DraftInput, HistoryView, ImportInput, ReasonInput,
     SignatureInput, TermsInput, VersionView,
@@ -131,12 +131,15 @@ fn print_version(v: &VersionView) {
     if !t.commitments.is_empty() {
         println!("\ncommitments:");
         for c in &t.commitments {
+            let what = match &c.contribution {
+                Contribution::Budget { amount, currency } => format!("budget {amount} {currency}"),
+                Contribution::Staff { fte } => format!("staff {fte} FTE"),
+                Contribution::Ict { description } => format!("ICT: {description}"),
+                Contribution::Data { description } => format!("data: {description}"),
+            };
             println!(
-                "  {}: {}  ({} to {})",
-                c.party,
-                serde_json::to_string(&c.contribution).unwrap_or_default(),
-                c.period.from,
-                c.period.until
+                "  {}: {what}  ({} to {})",
+                c.party, c.period.from, c.period.until
             );
         }
     }

@@ -430,6 +430,20 @@ async fn banner(
             dir.join("gateways").display()
         );
     }
+    if let Some(s) = seeded {
+        let by_state = |state: &str| s.agreements.iter().filter(|(_, st)| st == state).count();
+        println!(
+            "  agreements  {} active, {} proposed and awaiting a signature, {} suspended",
+            by_state("active"),
+            by_state("proposed"),
+            by_state("suspended")
+        );
+        println!(
+            "  signing     agreement-signing keys of {} members in {}",
+            s.signing_keys.len(),
+            dir.join("signing-keys").display()
+        );
+    }
     println!(
         "  data        {}{}",
         dir.display(),
@@ -471,7 +485,7 @@ async fn banner(
                 sib_token.display()
             );
         }
-        if let Some((member, file)) = s.member_tokens.first() {
+        if let Some((member, file)) = s.member_tokens.iter().find(|(m, _)| m.class() == "MUN") {
             println!();
             println!("As {member}'s administrator (a token scoped to that member):");
             println!(

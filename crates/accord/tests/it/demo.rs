@@ -69,6 +69,10 @@ async fn the_demo_serves_a_browsable_federation() {
     // The banner's commands work as printed.
     let banner = server.banner.join("\n");
     assert!(banner.contains("accord --registry"), "{banner}");
+    assert!(
+        banner.contains("agreements  4 active, 1 proposed and awaiting a signature, 1 suspended"),
+        "{banner}"
+    );
     let out = accord(&[
         "--registry",
         &url,
