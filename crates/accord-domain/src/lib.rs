@@ -12,6 +12,7 @@
 pub mod agreement;
 pub mod auth;
 pub mod catalogue;
+pub mod configuration;
 pub mod id;
 
 pub use auth::Role;

@@ -13,6 +13,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod configuration;
 pub mod error;
 
 use std::future::Future;
@@ -115,6 +116,8 @@ pub struct Registry {
     pub store: Store,
     keys: Arc<FederationKeys>,
     pub federation: Arc<FederationRecord>,
+    /// The last federation configuration built, reused while nothing changed.
+    configuration: Arc<tokio::sync::Mutex<Option<Arc<configuration::PublishedConfiguration>>>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -203,6 +206,7 @@ impl Registry {
                 store,
                 keys: Arc::new(keys),
                 federation: Arc::new(record),
+                configuration: Arc::default(),
             },
             token,
         ))
@@ -243,6 +247,7 @@ impl Registry {
             store,
             keys: Arc::new(keys),
             federation: Arc::new(federation),
+            configuration: Arc::default(),
         })
     }
 

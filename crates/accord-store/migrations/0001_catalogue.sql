@@ -81,6 +81,7 @@ CREATE TABLE gateways (
     name TEXT NOT NULL,
     address TEXT NOT NULL,
     created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
     PRIMARY KEY (member_id, name)
 );
 

@@ -426,12 +426,18 @@ impl Tx {
 
     /// Versions in force whose validity ended by `now` (RFC 3339 text).
     pub async fn due_for_expiry(&mut self, now: &str) -> Result<Vec<(AgreementId, u32)>> {
+        due_for_expiry(self.conn(), now).await
+    }
+}
+
+async fn due_for_expiry(conn: &mut AnyConnection, now: &str) -> Result<Vec<(AgreementId, u32)>> {
+    {
         let rows = sqlx::query(
             "SELECT agreement_id, version FROM agreement_versions \
              WHERE state IN ('active', 'suspended') AND validity_end IS NOT NULL AND validity_end <= $1",
         )
         .bind(now.to_owned())
-        .fetch_all(self.conn())
+        .fetch_all(conn)
         .await?;
         rows.iter()
             .map(|r| {
@@ -446,6 +452,12 @@ impl Tx {
 }
 
 impl Store {
+    /// Versions in force whose validity ended by `now` (a read: callers
+    /// open a write transaction only when there is something to expire).
+    pub async fn due_for_expiry(&self, now: &str) -> Result<Vec<(AgreementId, u32)>> {
+        due_for_expiry(&mut *self.read().await?, now).await
+    }
+
     pub async fn purposes(&self) -> Result<Vec<PurposeRecord>> {
         let rows = sqlx::query("SELECT code, description, created_at FROM purposes ORDER BY code")
             .fetch_all(&mut *self.read().await?)

@@ -486,3 +486,44 @@ impl Where {
         query
     }
 }
+
+impl Store {
+    /// Every member, ordered by id (for the federation configuration).
+    pub async fn all_members(&self) -> Result<Vec<Member>> {
+        let sql = format!("SELECT {MEMBER_COLUMNS} FROM members m ORDER BY m.id");
+        let rows = sqlx::query(&sql)
+            .fetch_all(&mut *self.read().await?)
+            .await?;
+        rows.iter().map(member_from_row).collect()
+    }
+
+    /// Every subsystem id, ordered.
+    pub async fn all_subsystem_ids(&self) -> Result<Vec<SubsystemId>> {
+        let rows = sqlx::query("SELECT id FROM subsystems ORDER BY id")
+            .fetch_all(&mut *self.read().await?)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let id: String = r.try_get("id")?;
+                id.parse().map_err(|e| corrupt("subsystem id", e))
+            })
+            .collect()
+    }
+
+    /// Every service id with whether it processes personal data, ordered.
+    pub async fn all_service_ids(&self) -> Result<Vec<(ServiceId, bool)>> {
+        let rows = sqlx::query("SELECT id, personal_data FROM services ORDER BY id")
+            .fetch_all(&mut *self.read().await?)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let id: String = r.try_get("id")?;
+                let personal: i64 = r.try_get("personal_data")?;
+                Ok((
+                    id.parse().map_err(|e| corrupt("service id", e))?,
+                    personal != 0,
+                ))
+            })
+            .collect()
+    }
+}

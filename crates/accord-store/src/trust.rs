@@ -157,25 +157,30 @@ impl Tx {
     }
 
     /// Registers the gateway, or moves it to a new address.
-    pub async fn upsert_gateway(&mut self, g: &Gateway) -> Result<()> {
-        let updated =
-            sqlx::query("UPDATE gateways SET address = $1 WHERE member_id = $2 AND name = $3")
-                .bind(g.address.clone())
-                .bind(g.member.to_string())
-                .bind(g.name.clone())
-                .execute(self.conn())
-                .await?;
+    pub async fn upsert_gateway(&mut self, g: &Gateway, at: &str) -> Result<()> {
+        let updated = sqlx::query(
+            "UPDATE gateways SET address = $1, updated_at = $2 WHERE member_id = $3 AND name = $4",
+        )
+        .bind(g.address.clone())
+        .bind(at.to_owned())
+        .bind(g.member.to_string())
+        .bind(g.name.clone())
+        .execute(self.conn())
+        .await?;
         if updated.rows_affected() == 0 {
             sqlx::query(
-                "INSERT INTO gateways (member_id, name, address, created_at) VALUES ($1, $2, $3, $4)",
+                "INSERT INTO gateways (member_id, name, address, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $4)",
             )
             .bind(g.member.to_string())
             .bind(g.name.clone())
             .bind(g.address.clone())
-            .bind(g.created_at.clone())
+            .bind(at.to_owned())
             .execute(self.conn())
             .await
-            .map_err(conflict_on_unique(|| format!("gateway {} of {}", g.name, g.member)))?;
+            .map_err(conflict_on_unique(|| {
+                format!("gateway {} of {}", g.name, g.member)
+            }))?;
         }
         Ok(())
     }
@@ -349,5 +354,29 @@ impl Store {
             .fetch_all(&mut *self.read().await?)
             .await?;
         rows.iter().map(token_from_row).collect()
+    }
+}
+
+impl Store {
+    /// The time of the latest change to anything the federation
+    /// configuration holds: its version, as text that orders.
+    pub async fn configuration_as_of(&self) -> Result<String> {
+        let row = sqlx::query(
+            "SELECT MAX(t) AS t FROM ( \
+               SELECT MAX(created_at) AS t FROM federation \
+               UNION ALL SELECT MAX(created_at) FROM members \
+               UNION ALL SELECT MAX(created_at) FROM subsystems \
+               UNION ALL SELECT MAX(updated_at) FROM services \
+               UNION ALL SELECT MAX(updated_at) FROM gateways \
+               UNION ALL SELECT MAX(created_at) FROM gateway_certificates \
+               UNION ALL SELECT MAX(revoked_at) FROM gateway_certificates \
+               UNION ALL SELECT MAX(updated_at) FROM agreement_versions \
+               UNION ALL SELECT MAX(created_at) FROM purposes \
+             ) changes",
+        )
+        .fetch_one(&mut *self.read().await?)
+        .await?;
+        let t: Option<String> = row.try_get("t")?;
+        t.ok_or_else(|| StoreError::Corrupt("the federation record is missing".into()))
     }
 }

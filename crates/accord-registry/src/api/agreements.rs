@@ -374,6 +374,9 @@ async fn record(
 /// Marks versions whose validity ended as expired (automatic, recorded).
 pub async fn expire_due(registry: &Registry) -> ApiResult<usize> {
     let now = accord_store::now();
+    if registry.store.due_for_expiry(&now).await?.is_empty() {
+        return Ok(0);
+    }
     let mut tx = registry.store.begin().await?;
     let due = tx.due_for_expiry(&now).await?;
     let registry_actor = Actor {

@@ -181,12 +181,15 @@ pub async fn issue_certificate(
         .map_err(ca_error)?;
     let at = accord_store::now();
     let existing = tx.gateway(&member, &gateway).await?;
-    tx.upsert_gateway(&Gateway {
-        member: member.clone(),
-        name: gateway.clone(),
-        address,
-        created_at: existing.map_or_else(|| at.clone(), |g| g.created_at),
-    })
+    tx.upsert_gateway(
+        &Gateway {
+            member: member.clone(),
+            name: gateway.clone(),
+            address,
+            created_at: existing.map_or_else(|| at.clone(), |g| g.created_at),
+        },
+        &at,
+    )
     .await?;
     tx.insert_certificate(
         &NewCertificate {

@@ -15,6 +15,7 @@ on_both_engines!(
     decisions_name_the_agreement_or_the_reason,
     a_user_runs_an_agreement_from_the_cli_alone,
     expiry_follows_the_validity_period,
+    gateways_get_a_signed_configuration_that_follows_changes,
 );
 
 const PROVIDER: &str = "TEST/GOV/1";
@@ -1106,5 +1107,138 @@ async fn expiry_follows_the_validity_period(engine: Engine) {
     assert_eq!(
         (status, problem["rule"].as_str()),
         (409, Some("transition-not-allowed"))
+    );
+}
+
+async fn gateways_get_a_signed_configuration_that_follows_changes(engine: Engine) {
+    use accord_domain::configuration::SignedConfiguration;
+    let Some(p) = parties(engine).await else {
+        return;
+    };
+    let t = &p.t;
+    activate(&p, "town-residence", terms()).await;
+    let (status, body) = t
+        .post(
+            "/api/v1/gateway-certificates",
+            &t.admin_token,
+            json!({"member": PROVIDER, "gateway": "gw1", "address": "https://127.0.0.1:9443"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let revoked_serial = body["certificate"]["serial"].as_str().unwrap().to_owned();
+    let (status, body) = t
+        .post(
+            "/api/v1/gateway-certificates",
+            &t.admin_token,
+            json!({"member": PROVIDER, "gateway": "gw1", "address": "https://127.0.0.1:9443"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let valid_serial = body["certificate"]["serial"].as_str().unwrap().to_owned();
+    let (status, _) = t
+        .post(
+            &format!("/api/v1/gateway-certificates/{revoked_serial}/revoke"),
+            &t.admin_token,
+            json!({"reason": "rotated"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    let (_, _, anchor) = t
+        .call("GET", "/api/v1/federation/signing-key.pem", None, None)
+        .await;
+    let anchor = accord_ca::parse_public_key_pem(anchor.as_str().unwrap()).unwrap();
+    let response = t
+        .http
+        .get(format!("{}/api/v1/federation/configuration", t.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let etag = response.headers()["etag"].to_str().unwrap().to_owned();
+    let signed: SignedConfiguration = response.json().await.unwrap();
+    signed
+        .verify(&anchor, "TEST", None)
+        .expect("the configuration verifies with the anchor");
+    assert_eq!(etag, format!("\"{}\"", signed.digest));
+    let c = &signed.payload;
+    assert_eq!(c.agreements.len(), 1);
+    assert_eq!(
+        (c.agreements[0].id.as_str(), c.agreements[0].state.as_str()),
+        ("town-residence", "active")
+    );
+    assert!(c
+        .services
+        .iter()
+        .any(|s| s.id.to_string() == RESIDENCE && s.personal_data));
+    let gateway = c
+        .gateways
+        .iter()
+        .find(|g| g.member.to_string() == PROVIDER)
+        .unwrap();
+    assert_eq!(
+        gateway
+            .certificates
+            .iter()
+            .map(|c| c.serial.as_str())
+            .collect::<Vec<_>>(),
+        [valid_serial.as_str()]
+    );
+    assert_eq!(c.revoked_certificates.len(), 1);
+    assert_eq!(c.revoked_certificates[0].serial, revoked_serial);
+    assert!(c
+        .purposes
+        .contains(&"social-benefit-eligibility".to_owned()));
+
+    // Unchanged: 304 at once.
+    let response = t
+        .http
+        .get(format!("{}/api/v1/federation/configuration", t.url))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 304);
+
+    // A long poll returns as soon as something changes: here a suspension.
+    let suspender = {
+        let http = t.http.clone();
+        let url = format!("{}/api/v1/agreements/town-residence/suspend", t.url);
+        let token = p.provider.0.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+            http.post(url)
+                .bearer_auth(token)
+                .json(&json!({"reason": "incident"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    };
+    let started = std::time::Instant::now();
+    let response = t
+        .http
+        .get(format!("{}/api/v1/federation/configuration?wait=20", t.url))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "the change arrived within seconds"
+    );
+    assert_eq!(suspender.await.unwrap(), 200);
+    let newer: SignedConfiguration = response.json().await.unwrap();
+    newer
+        .verify(&anchor, "TEST", Some(&signed.payload.as_of))
+        .expect("a newer configuration verifies");
+    assert_eq!(newer.payload.agreements[0].state.as_str(), "suspended");
+    assert!(
+        signed
+            .verify(&anchor, "TEST", Some(&newer.payload.as_of))
+            .is_err(),
+        "an older one is refused once a newer is held"
     );
 }
