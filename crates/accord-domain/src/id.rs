@@ -79,6 +79,8 @@ pub enum IdError {
     BadCharacter { part: Part, ch: char },
     #[error("{part} is not valid percent-encoded UTF-8")]
     BadEncoding { part: Part },
+    #[error("{part} may not be \".\" or \"..\": URLs treat them as dot segments")]
+    DotSegment { part: Part },
 }
 
 impl IdError {
@@ -89,7 +91,8 @@ impl IdError {
             IdError::Empty { part }
             | IdError::TooLong { part, .. }
             | IdError::BadCharacter { part, .. }
-            | IdError::BadEncoding { part } => Some(*part),
+            | IdError::BadEncoding { part }
+            | IdError::DotSegment { part } => Some(*part),
         }
     }
 }
@@ -107,10 +110,13 @@ pub fn validate_part(part: Part, value: &str) -> Result<(), IdError> {
     if len > MAX_PART_LEN {
         return Err(IdError::TooLong { part, len });
     }
-    match value.chars().find(|c| !allowed(*c)) {
-        Some(ch) => Err(IdError::BadCharacter { part, ch }),
-        None => Ok(()),
+    if let Some(ch) = value.chars().find(|c| !allowed(*c)) {
+        return Err(IdError::BadCharacter { part, ch });
     }
+    if value == "." || value == ".." {
+        return Err(IdError::DotSegment { part });
+    }
+    Ok(())
 }
 
 fn encode_part(value: &str) -> impl fmt::Display + '_ {
@@ -421,6 +427,7 @@ mod tests {
 
     fn part() -> impl Strategy<Value = String> {
         "[A-Za-z0-9'()+,\\-.=?]{1,64}"
+            .prop_filter("dot segments are refused", |p| p != "." && p != "..")
     }
 
     fn member() -> impl Strategy<Value = MemberId> {
@@ -544,6 +551,12 @@ mod tests {
             err,
             IdError::Empty {
                 part: Part::Version
+            }
+        );
+        assert_eq!(
+            "DEMO/GOV/..".parse::<MemberId>().unwrap_err(),
+            IdError::DotSegment {
+                part: Part::MemberCode
             }
         );
         let err = "DEMO/GOV".parse::<MemberId>().unwrap_err();

@@ -1,0 +1,4 @@
+//! The gateway's integration tests: a real registry on loopback, and the
+//! gateway's configuration source following it over HTTP.
+
+mod federation;
