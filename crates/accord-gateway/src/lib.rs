@@ -9,4 +9,6 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod audit_store;
 pub mod federation;
+pub mod tls;

@@ -1,4 +1,6 @@
 //! The gateway's integration tests: a real registry on loopback, and the
 //! gateway's configuration source following it over HTTP.
 
+mod audit_store;
 mod federation;
+mod tls;

@@ -1,0 +1,1 @@
+//! Mutual TLS between gateways: placeholder, being written.

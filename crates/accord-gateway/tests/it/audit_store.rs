@@ -1,0 +1,1 @@
+//! Tests of the durable audit log: being written.

@@ -1,0 +1,1 @@
+//! Tests of mutual TLS between gateways: being written.
