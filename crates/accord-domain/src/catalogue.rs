@@ -336,6 +336,9 @@ pub struct Gateway {
     pub name: String,
     /// `https://host:port` on which the provider side listens.
     pub address: String,
+    /// The Ed25519 public key (PEM) the gateway signs its audit checkpoints with.
+    #[serde(default)]
+    pub audit_key_pem: Option<String>,
     pub created_at: String,
 }
 

@@ -61,6 +61,8 @@ pub struct ConfigGateway {
     pub name: String,
     pub address: String,
     pub certificates: Vec<ConfigCertificate>,
+    /// The key its audit checkpoints (and signed tree heads) verify with.
+    pub audit_key_pem: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

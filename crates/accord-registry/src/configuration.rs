@@ -82,6 +82,7 @@ async fn build(registry: &Registry, as_of: String) -> ApiResult<ConfigurationPay
             member: g.member,
             name: g.name,
             address: g.address,
+            audit_key_pem: g.audit_key_pem,
         })
         .collect();
     let revoked_certificates = certificates

@@ -31,7 +31,7 @@ pub use agreements::{
 pub use catalogue::{
     CatalogueFilter, NewMember, NewService, NewSubsystem, Page, Paged, ServiceDocument,
 };
-pub use trust::{FederationRecord, NewCertificate, NewToken, TokenRecord};
+pub use trust::{CheckpointRecord, FederationRecord, NewCertificate, NewToken, TokenRecord};
 
 /// Which database engine a store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +84,13 @@ fn migrator() -> Migrator {
             Cow::Borrowed("agreements"),
             MigrationType::Simple,
             Cow::Borrowed(include_str!("../migrations/0002_agreements.sql")),
+            false,
+        ),
+        Migration::new(
+            3,
+            Cow::Borrowed("audit"),
+            MigrationType::Simple,
+            Cow::Borrowed(include_str!("../migrations/0003_audit.sql")),
             false,
         ),
     ];

@@ -38,6 +38,20 @@ pub struct NewCertificate {
     pub certificate_pem: String,
 }
 
+/// An audit checkpoint the registry accepted from a gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointRecord {
+    pub log_id: String,
+    pub size: i64,
+    /// Lower-case hex.
+    pub root: String,
+    pub at: String,
+    pub key_id: String,
+    /// Base64.
+    pub signature: String,
+    pub received_at: String,
+}
+
 /// A token to record: its id and the SHA-256 of its secret.
 #[derive(Debug, Clone)]
 pub struct NewToken {
@@ -81,6 +95,7 @@ fn gateway_from_row(row: &AnyRow) -> Result<Gateway> {
         member: member.parse().map_err(|e| corrupt("gateway member", e))?,
         name: row.try_get("name")?,
         address: row.try_get("address")?,
+        audit_key_pem: row.try_get("audit_key_pem")?,
         created_at: row.try_get("created_at")?,
     })
 }
@@ -146,7 +161,7 @@ impl Tx {
 
     pub async fn gateway(&mut self, member: &MemberId, name: &str) -> Result<Option<Gateway>> {
         let row = sqlx::query(
-            "SELECT member_id, name, address, created_at FROM gateways \
+            "SELECT member_id, name, address, audit_key_pem, created_at FROM gateways \
              WHERE member_id = $1 AND name = $2",
         )
         .bind(member.to_string())
@@ -287,7 +302,7 @@ impl Store {
         let rows = match member {
             Some(m) => {
                 sqlx::query(
-                    "SELECT member_id, name, address, created_at FROM gateways \
+                    "SELECT member_id, name, address, audit_key_pem, created_at FROM gateways \
                      WHERE member_id = $1 ORDER BY member_id, name",
                 )
                 .bind(m.to_string())
@@ -296,7 +311,7 @@ impl Store {
             }
             None => {
                 sqlx::query(
-                    "SELECT member_id, name, address, created_at FROM gateways \
+                    "SELECT member_id, name, address, audit_key_pem, created_at FROM gateways \
                      ORDER BY member_id, name",
                 )
                 .fetch_all(&mut *self.read().await?)
@@ -378,5 +393,85 @@ impl Store {
         .await?;
         let t: Option<String> = row.try_get("t")?;
         t.ok_or_else(|| StoreError::Corrupt("the federation record is missing".into()))
+    }
+}
+
+fn checkpoint_from_row(row: &AnyRow) -> Result<CheckpointRecord> {
+    Ok(CheckpointRecord {
+        log_id: row.try_get("log_id")?,
+        size: row.try_get("size")?,
+        root: row.try_get("root")?,
+        at: row.try_get("at")?,
+        key_id: row.try_get("key_id")?,
+        signature: row.try_get("signature")?,
+        received_at: row.try_get("received_at")?,
+    })
+}
+
+const CHECKPOINT_COLUMNS: &str = "log_id, size, root, at, key_id, signature, received_at";
+
+impl Tx {
+    /// Sets the key a gateway signs its audit checkpoints with.
+    pub async fn set_gateway_audit_key(
+        &mut self,
+        member: &MemberId,
+        name: &str,
+        pem: &str,
+        at: &str,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE gateways SET audit_key_pem = $1, updated_at = $2 WHERE member_id = $3 AND name = $4",
+        )
+        .bind(pem.to_owned())
+        .bind(at.to_owned())
+        .bind(member.to_string())
+        .bind(name.to_owned())
+        .execute(self.conn())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The largest checkpoint held for a log.
+    pub async fn latest_checkpoint(&mut self, log_id: &str) -> Result<Option<CheckpointRecord>> {
+        let sql = format!(
+            "SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints WHERE log_id = $1 ORDER BY size DESC LIMIT 1"
+        );
+        let row = sqlx::query(&sql)
+            .bind(log_id.to_owned())
+            .fetch_optional(self.conn())
+            .await?;
+        row.as_ref().map(checkpoint_from_row).transpose()
+    }
+
+    pub async fn insert_checkpoint(&mut self, c: &CheckpointRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO audit_checkpoints (log_id, size, root, at, key_id, signature, received_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(c.log_id.clone())
+        .bind(c.size)
+        .bind(c.root.clone())
+        .bind(c.at.clone())
+        .bind(c.key_id.clone())
+        .bind(c.signature.clone())
+        .bind(c.received_at.clone())
+        .execute(self.conn())
+        .await
+        .map_err(conflict_on_unique(|| format!("checkpoint {} of {}", c.size, c.log_id)))?;
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Every checkpoint held for a log, smallest first.
+    pub async fn checkpoints(&self, log_id: &str) -> Result<Vec<CheckpointRecord>> {
+        let sql = format!(
+            "SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints WHERE log_id = $1 ORDER BY size"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(log_id.to_owned())
+            .fetch_all(&mut *self.read().await?)
+            .await?;
+        rows.iter().map(checkpoint_from_row).collect()
     }
 }

@@ -186,6 +186,7 @@ pub async fn issue_certificate(
             member: member.clone(),
             name: gateway.clone(),
             address,
+            audit_key_pem: None,
             created_at: existing.map_or_else(|| at.clone(), |g| g.created_at),
         },
         &at,

@@ -5,6 +5,7 @@
 //! (`/api/v1/members/DEMO/GOV/70000001`), each part percent-encoded.
 
 pub mod agreements;
+pub mod audit;
 pub mod decisions;
 pub mod federation;
 pub mod gateways;
@@ -72,6 +73,7 @@ fn api_router() -> OpenApiRouter<Registry> {
         .merge(keys::router())
         .merge(agreements::router())
         .merge(decisions::router())
+        .merge(audit::router())
 }
 
 /// The OpenAPI document of the API, as served at `/api/openapi.json`.

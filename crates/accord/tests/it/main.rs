@@ -10,6 +10,7 @@ mod support;
 
 mod agreements;
 mod api;
+mod audit;
 mod cli;
 mod demo;
 mod odrl;

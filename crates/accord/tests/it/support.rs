@@ -313,6 +313,7 @@ const TABLES: &[&str] = &[
     "agreement_parties",
     "agreement_signatures",
     "agreement_events",
+    "audit_checkpoints",
 ];
 
 /// Runs one statement on the database directly, behind the registry's
