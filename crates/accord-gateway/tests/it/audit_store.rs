@@ -1,1 +1,576 @@
-//! Tests of the durable audit log: being written.
+//! The durable audit log, on SQLite and on PostgreSQL: concurrent appends
+//! are grouped and each gets a receipt that verifies; a reopened log
+//! continues the same tree; a crash mid-load loses no answered entry and
+//! leaves a log that verifies; a failed commit fails its exchanges and the
+//! log recovers; tampering with the database is found where it happened.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use accord_audit::{
+    consistency_proof, hash_leaf, verify_inclusion, AgreementRef, AuditDecision, AuditEntry, Hash,
+    Problem, Side, StoredEntry,
+};
+use accord_gateway::audit_store::{AuditError, AuditLog, AuditLogSettings, LogReader, Receipt};
+use ed25519_dalek::SigningKey;
+use sqlx::Connection;
+
+const LOG: &str = "TEST/GOV/70000002/gw1";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs each named `async fn name(engine: Engine)` once on SQLite and once
+/// on PostgreSQL, as `sqlite::name` and `postgres::name`.
+macro_rules! on_both_engines {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Engine::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Engine::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+on_both_engines!(
+    concurrent_appends_are_grouped_and_every_receipt_verifies,
+    a_reopened_log_continues_the_same_tree,
+    a_crash_keeps_every_answered_entry_and_the_log_verifies,
+    a_failed_commit_fails_its_exchanges_and_the_log_recovers,
+    tampering_is_found_where_it_happened,
+);
+
+fn postgres_base_url() -> String {
+    std::env::var("ACCORD_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// A fresh, empty database: a SQLite file in a temporary directory, or a
+/// PostgreSQL schema dropped with the value.
+struct TestDb {
+    url: String,
+    schema: Option<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    /// `None` when PostgreSQL is not running outside CI (under `CI=true` a
+    /// missing PostgreSQL fails the test).
+    async fn new(engine: Engine) -> Option<TestDb> {
+        match engine {
+            Engine::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                Some(TestDb {
+                    url: format!("sqlite://{}", dir.path().join("audit.db").display()),
+                    schema: None,
+                    _dir: Some(dir),
+                })
+            }
+            Engine::Postgres => {
+                let base = postgres_base_url();
+                let mut conn = match sqlx::PgConnection::connect(&base).await {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        if std::env::var("CI").as_deref() == Ok("true") {
+                            panic!("CI=true and PostgreSQL at {base} is not reachable: {e}");
+                        }
+                        eprintln!("SKIPPED on PostgreSQL: {base} is not reachable ({e}); set CI=true to make this a failure");
+                        return None;
+                    }
+                };
+                static COUNTER: AtomicU64 = AtomicU64::new(0);
+                let nanos = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64;
+                let schema = format!(
+                    "accord_gw_{:x}_{:x}_{}",
+                    std::process::id(),
+                    nanos,
+                    COUNTER.fetch_add(1, Ordering::Relaxed)
+                );
+                sqlx::query(&format!("CREATE SCHEMA {schema}"))
+                    .execute(&mut conn)
+                    .await
+                    .expect("creating a test schema");
+                conn.close().await.ok();
+                let sep = if base.contains('?') { '&' } else { '?' };
+                Some(TestDb {
+                    url: format!("{base}{sep}options=-c%20search_path%3D{schema}"),
+                    schema: Some(schema),
+                    _dir: None,
+                })
+            }
+        }
+    }
+
+    fn settings(&self, max_batch: usize) -> AuditLogSettings {
+        AuditLogSettings {
+            database_url: self.url.clone(),
+            log_id: LOG.into(),
+            max_batch,
+            max_wait: Duration::ZERO,
+        }
+    }
+
+    /// Runs one statement behind the gateway's back.
+    async fn execute(&self, sql: &str) {
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(&self.url).await.unwrap();
+        let done = sqlx::query(sql).execute(&mut conn).await.unwrap();
+        assert!(done.rows_affected() > 0, "{sql} changed nothing");
+        conn.close().await.ok();
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some(schema) = self.schema.take() {
+            // Drop runs outside async: use a thread with its own runtime.
+            let base = postgres_base_url();
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                rt.block_on(async {
+                    if let Ok(mut conn) = sqlx::PgConnection::connect(&base).await {
+                        let _ = sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+                            .execute(&mut conn)
+                            .await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+fn key() -> SigningKey {
+    SigningKey::from_bytes(&[7; 32])
+}
+
+/// Exchange `n`: permitted and answered, denied, or failed at the backend,
+/// in turn (the log records all three).
+fn entry(n: u64) -> AuditEntry {
+    let (decision, status, error_type, backend_us) = match n % 3 {
+        0 => (AuditDecision::Permit, 200, None, Some(900 + n % 100)),
+        1 => (
+            AuditDecision::Deny {
+                reason: "no-agreement".into(),
+            },
+            403,
+            Some("https://accord.example/problems/denied".into()),
+            None,
+        ),
+        _ => (
+            AuditDecision::Permit,
+            502,
+            Some("https://accord.example/problems/backend-unavailable".into()),
+            Some(30_000),
+        ),
+    };
+    AuditEntry {
+        exchange_id: format!("TEST/GOV/70000002/gw1-{n:08}"),
+        request_id: format!("req-{n}"),
+        at: time::macros::datetime!(2026-03-01 12:00:00.123456 UTC)
+            + time::Duration::microseconds(n as i64),
+        side: Side::Provider,
+        client: "TEST/GOV/70000001/benefits".into(),
+        service: "TEST/GOV/70000002/register/residence/v1".into(),
+        method: "GET".into(),
+        path: format!("/persons/{n}/residence"),
+        purpose: Some("benefit-eligibility".into()),
+        agreement: (status != 403).then(|| AgreementRef {
+            id: "residence-for-benefits".into(),
+            version: 2,
+        }),
+        grant: None,
+        decision,
+        status,
+        error_type,
+        request_body_sha256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+            .into(),
+        response_body_sha256: format!("{n:064x}"),
+        request_size: 0,
+        response_size: 100 + n % 50,
+        total_us: 1_500 + n % 700,
+        backend_us,
+        data_subject_pseudonym: None,
+    }
+}
+
+/// `tasks` tasks appending `per_task` entries each, all at once; the
+/// entries and receipts in index order.
+async fn append_concurrently(
+    log: &AuditLog,
+    first: u64,
+    tasks: u64,
+    per_task: u64,
+) -> Vec<(AuditEntry, Receipt)> {
+    let handles: Vec<_> = (0..tasks)
+        .map(|t| {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut out = Vec::new();
+                for i in 0..per_task {
+                    let entry = entry(first + t * per_task + i);
+                    let receipt = log.append(&entry).await.unwrap();
+                    out.push((entry, receipt));
+                }
+                out
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for handle in handles {
+        all.extend(handle.await.unwrap());
+    }
+    all.sort_by_key(|(_, r)| r.index);
+    all
+}
+
+async fn stored_entries(log: &AuditLog) -> Vec<StoredEntry> {
+    let mut cursor = log.entries(0);
+    let mut all = Vec::new();
+    loop {
+        let page = cursor.next_page().await.unwrap();
+        if page.is_empty() {
+            return all;
+        }
+        all.extend(page);
+    }
+}
+
+/// The receipt is what a client checks on its own: the entry's leaf, its
+/// inclusion proof, the gateway's signature on the head.
+fn assert_receipt(entry: &AuditEntry, receipt: &Receipt) {
+    let leaf = entry.leaf_hash().unwrap();
+    assert_eq!(receipt.leaf_hash, leaf);
+    let head = &receipt.checkpoint.checkpoint;
+    assert_eq!(head.log_id, LOG);
+    assert!(receipt.index < head.size);
+    assert!(
+        verify_inclusion(
+            &leaf,
+            receipt.index,
+            head.size,
+            &receipt.inclusion_proof,
+            &head.root
+        ),
+        "inclusion proof of entry {}",
+        receipt.index
+    );
+    receipt.checkpoint.verify(&key().verifying_key()).unwrap();
+    assert!(receipt.verify(&key().verifying_key()));
+}
+
+async fn concurrent_appends_are_grouped_and_every_receipt_verifies(engine: Engine) {
+    let Some(db) = TestDb::new(engine).await else {
+        return;
+    };
+    let log = AuditLog::open(db.settings(16), key()).await.unwrap();
+    assert_eq!(log.size().await, 0);
+    assert_eq!(log.latest_checkpoint().await, None);
+
+    let appended = append_concurrently(&log, 0, 50, 10).await;
+
+    // Indices are unique and dense.
+    let indices: Vec<u64> = appended.iter().map(|(_, r)| r.index).collect();
+    assert_eq!(indices, (0..500).collect::<Vec<_>>());
+    for (entry, receipt) in &appended {
+        assert_receipt(entry, receipt);
+    }
+
+    // One checkpoint per group commit: fewer than entries under
+    // concurrency, none over max_batch apart, and each receipt carries one.
+    let checkpoints = log.checkpoints().await.unwrap();
+    assert!(
+        checkpoints.len() < 500,
+        "{} checkpoints for 500 concurrent appends: no grouping",
+        checkpoints.len()
+    );
+    let mut previous = 0;
+    for c in &checkpoints {
+        assert!(c.checkpoint.size > previous && c.checkpoint.size - previous <= 16);
+        previous = c.checkpoint.size;
+    }
+    assert_eq!(previous, 500);
+    let by_size: HashMap<u64, _> = checkpoints
+        .iter()
+        .map(|c| (c.checkpoint.size, c.clone()))
+        .collect();
+    for (_, receipt) in &appended {
+        assert_eq!(
+            by_size.get(&receipt.checkpoint.checkpoint.size),
+            Some(&receipt.checkpoint)
+        );
+    }
+    assert_eq!(log.size().await, 500);
+    assert_eq!(log.latest_checkpoint().await.as_ref(), checkpoints.last());
+
+    // The stored text is exactly the canonical bytes that were hashed.
+    let stored = stored_entries(&log).await;
+    assert_eq!(stored.len(), 500);
+    for ((entry, receipt), row) in appended.iter().zip(&stored) {
+        assert_eq!(row.index, receipt.index);
+        assert_eq!(row.entry, entry.canonical_bytes().unwrap());
+        assert_eq!(row.leaf_hash, receipt.leaf_hash);
+    }
+
+    let report = log.verify([]).await.unwrap();
+    assert_eq!(report.problem, None);
+    assert_eq!(report.size, 500);
+    assert_eq!(report.signed_size, 500);
+    assert_eq!(report.checkpoints_checked, checkpoints.len() as u64);
+    log.close().await;
+}
+
+async fn a_reopened_log_continues_the_same_tree(engine: Engine) {
+    let Some(db) = TestDb::new(engine).await else {
+        return;
+    };
+    let log = AuditLog::open(db.settings(8), key()).await.unwrap();
+    append_concurrently(&log, 0, 5, 7).await;
+    let mut last = log.append(&entry(35)).await.unwrap();
+    assert_eq!(last.index, 35);
+    last = log.append(&entry(36)).await.unwrap();
+    let before = log.latest_checkpoint().await.unwrap();
+    assert_eq!(before, last.checkpoint);
+    assert_eq!(before.checkpoint.size, 37);
+    log.close().await;
+
+    // Another log's database is refused.
+    let mut other = db.settings(8);
+    other.log_id = "TEST/GOV/70000002/gw2".into();
+    let error = AuditLog::open(other, key()).await.unwrap_err();
+    assert!(format!("{error:#}").contains("holds log"), "{error:#}");
+
+    let log = AuditLog::open(db.settings(8), key()).await.unwrap();
+    assert_eq!(log.size().await, 37);
+    assert_eq!(log.latest_checkpoint().await.as_ref(), Some(&before));
+    let more = append_concurrently(&log, 37, 4, 5).await;
+    assert_eq!(
+        more.iter().map(|(_, r)| r.index).collect::<Vec<_>>(),
+        (37..57).collect::<Vec<_>>()
+    );
+    for (entry, receipt) in &more {
+        assert_receipt(entry, receipt);
+    }
+    let after = log.latest_checkpoint().await.unwrap();
+    assert_eq!(after.checkpoint.size, 57);
+
+    // The new head extends the one signed before the restart, as the
+    // registry will check.
+    let leaves: Vec<Hash> = stored_entries(&log)
+        .await
+        .iter()
+        .map(|e| e.leaf_hash)
+        .collect();
+    let proof = consistency_proof(&leaves, 37, 57).unwrap();
+    assert!(after.checkpoint.verify_extends(&before.checkpoint, &proof));
+
+    // The whole log verifies, with the pre-restart head anchored at the
+    // registry; also read offline, without the gateway's key.
+    let report = log.verify([before.clone()]).await.unwrap();
+    assert_eq!(report.problem, None);
+    assert_eq!(
+        (report.size, report.signed_size, report.anchored_size),
+        (57, 57, 37)
+    );
+    assert_eq!(report.root, after.checkpoint.root);
+    log.close().await;
+
+    let reader = LogReader::open(&db.url).await.unwrap();
+    let offline = reader
+        .verify(LOG, [key().verifying_key()], [before])
+        .await
+        .unwrap();
+    assert_eq!(offline, report);
+    assert_eq!(reader.checkpoints().await.unwrap().last(), Some(&after));
+}
+
+async fn a_crash_keeps_every_answered_entry_and_the_log_verifies(engine: Engine) {
+    let Some(db) = TestDb::new(engine).await else {
+        return;
+    };
+    let log = AuditLog::open(db.settings(32), key()).await.unwrap();
+    let answered: Arc<Mutex<Vec<(AuditEntry, Receipt)>>> = Arc::default();
+    let appenders: Vec<_> = (0..50u64)
+        .map(|t| {
+            let log = log.clone();
+            let answered = answered.clone();
+            tokio::spawn(async move {
+                for n in 0.. {
+                    let entry = entry(t * 1_000_000 + n);
+                    match log.append(&entry).await {
+                        Ok(receipt) => answered.lock().unwrap().push((entry, receipt)),
+                        Err(AuditError::Closed) => return,
+                        Err(e) => panic!("append failed: {e}"),
+                    }
+                }
+            })
+        })
+        .collect();
+
+    // Kill the committer while every appender has an entry in flight.
+    let started = Instant::now();
+    while log.size().await < 300 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "appends stalled"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    log.abort_committer().await;
+    for appender in appenders {
+        appender.await.unwrap();
+    }
+    drop(log);
+    let answered = std::mem::take(&mut *answered.lock().unwrap());
+    assert!(answered.len() >= 300);
+
+    let log = AuditLog::open(db.settings(32), key()).await.unwrap();
+    let size = log.size().await;
+    let stored = stored_entries(&log).await;
+    assert_eq!(stored.len() as u64, size);
+    for (entry, receipt) in &answered {
+        assert_receipt(entry, receipt);
+        let row = &stored[receipt.index as usize];
+        assert_eq!(row.index, receipt.index);
+        assert_eq!(
+            row.entry,
+            entry.canonical_bytes().unwrap(),
+            "answered entry {} is not in the log",
+            receipt.index
+        );
+    }
+    let report = log.verify([]).await.unwrap();
+    assert_eq!(report.problem, None);
+    assert_eq!((report.size, report.signed_size), (size, size));
+
+    // And it goes on from there.
+    let next = log.append(&entry(999_999_999)).await.unwrap();
+    assert_eq!(next.index, size);
+    assert_eq!(log.verify([]).await.unwrap().problem, None);
+    log.close().await;
+}
+
+async fn a_failed_commit_fails_its_exchanges_and_the_log_recovers(engine: Engine) {
+    let Some(db) = TestDb::new(engine).await else {
+        return;
+    };
+    let log = AuditLog::open(db.settings(8), key()).await.unwrap();
+    for n in 0..5 {
+        log.append(&entry(n)).await.unwrap();
+    }
+    let head = log.latest_checkpoint().await;
+
+    // A row written behind the gateway's back takes the next index: the
+    // batch's transaction fails, and so does the exchange.
+    db.execute(&format!(
+        "INSERT INTO audit_entries (leaf_index, entry, leaf_hash) VALUES (5, '{{}}', '{}')",
+        "00".repeat(32)
+    ))
+    .await;
+    let error = log.append(&entry(5)).await.unwrap_err();
+    assert!(matches!(error, AuditError::Database(_)), "{error:?}");
+    assert_eq!(log.size().await, 5);
+    assert_eq!(log.latest_checkpoint().await, head);
+    // Reloading the head finds the stray row: still refused.
+    let error = log.append(&entry(5)).await.unwrap_err();
+    assert!(
+        matches!(&error, AuditError::Corrupt(m) if m.contains("added")),
+        "{error:?}"
+    );
+
+    db.execute("DELETE FROM audit_entries WHERE leaf_index = 5")
+        .await;
+    let receipt = log.append(&entry(5)).await.unwrap();
+    assert_eq!(receipt.index, 5);
+    assert_receipt(&entry(5), &receipt);
+    let report = log.verify([]).await.unwrap();
+    assert_eq!(report.problem, None);
+    assert_eq!(report.size, 6);
+    log.close().await;
+}
+
+async fn tampering_is_found_where_it_happened(engine: Engine) {
+    let Some(db) = TestDb::new(engine).await else {
+        return;
+    };
+    let log = AuditLog::open(db.settings(8), key()).await.unwrap();
+    append_concurrently(&log, 0, 4, 10).await;
+    assert_eq!(log.verify([]).await.unwrap().problem, None);
+
+    // An entry's content edited, its leaf hash left: named exactly.
+    db.execute(
+        r#"UPDATE audit_entries SET entry = REPLACE(entry, '"status":', '"status":9') WHERE leaf_index = 17"#,
+    )
+    .await;
+    assert_eq!(
+        log.verify([]).await.unwrap().problem,
+        Some(Problem::Altered { index: 17 })
+    );
+    db.execute(
+        r#"UPDATE audit_entries SET entry = REPLACE(entry, '"status":9', '"status":') WHERE leaf_index = 17"#,
+    )
+    .await;
+    assert_eq!(log.verify([]).await.unwrap().problem, None);
+
+    // Content and leaf hash rewritten together: only the signed roots
+    // show it, down to the group commit that held the entry.
+    let original = String::from_utf8(stored_entries(&log).await[30].entry.clone()).unwrap();
+    let forged = original.replace(r#""status":"#, r#""status":9"#);
+    db.execute(&format!(
+        r#"UPDATE audit_entries SET entry = REPLACE(entry, '"status":', '"status":9'), leaf_hash = '{}' WHERE leaf_index = 30"#,
+        hex::encode(hash_leaf(forged.as_bytes()))
+    ))
+    .await;
+    match log.verify([]).await.unwrap().problem {
+        Some(Problem::AlteredWithin { first, last, .. }) => {
+            assert!(first <= 30 && 30 <= last, "{first}..={last}")
+        }
+        other => panic!("expected AlteredWithin, got {other:?}"),
+    }
+    db.execute(&format!(
+        r#"UPDATE audit_entries SET entry = REPLACE(entry, '"status":9', '"status":'), leaf_hash = '{}' WHERE leaf_index = 30"#,
+        hex::encode(hash_leaf(original.as_bytes()))
+    ))
+    .await;
+    assert_eq!(log.verify([]).await.unwrap().problem, None);
+
+    // A row deleted: the gap is named.
+    db.execute("DELETE FROM audit_entries WHERE leaf_index = 23")
+        .await;
+    assert_eq!(
+        log.verify([]).await.unwrap().problem,
+        Some(Problem::Missing {
+            index: 23,
+            next_index: 24
+        })
+    );
+    log.close().await;
+
+    // The last row deleted: the gateway refuses to continue the log.
+    db.execute("DELETE FROM audit_entries WHERE leaf_index = 39")
+        .await;
+    let error = AuditLog::open(db.settings(8), key()).await.unwrap_err();
+    assert!(format!("{error:#}").contains("removed"), "{error:#}");
+}
