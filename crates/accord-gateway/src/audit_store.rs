@@ -884,6 +884,28 @@ impl LogReader {
         keys: impl IntoIterator<Item = VerifyingKey>,
         registry: impl IntoIterator<Item = SignedCheckpoint>,
     ) -> Result<Report, AuditError> {
+        self.verify_with_progress(log_id, keys, registry, |_| {})
+            .await
+    }
+
+    /// The number of stored entries (the next index).
+    pub async fn size(&self) -> Result<u64, AuditError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM audit_entries")
+            .fetch_one(&self.pool)
+            .await?;
+        let n: i64 = row.try_get("n")?;
+        Ok(u64::try_from(n).unwrap_or_default())
+    }
+
+    /// [`LogReader::verify`], calling `progress` with the number of entries
+    /// read so far (for a progress bar).
+    pub async fn verify_with_progress(
+        &self,
+        log_id: &str,
+        keys: impl IntoIterator<Item = VerifyingKey>,
+        registry: impl IntoIterator<Item = SignedCheckpoint>,
+        mut progress: impl FnMut(u64),
+    ) -> Result<Report, AuditError> {
         let mut verifier = LogVerifier::new(log_id, keys);
         for checkpoint in registry {
             if verifier
@@ -919,6 +941,9 @@ impl LogReader {
                         return Ok(verifier.finish());
                     }
                     up_to = verifier.size() + 1;
+                    if verifier.size() % 1024 == 0 {
+                        progress(verifier.size());
+                    }
                 }
                 None => up_to = u64::MAX,
             }

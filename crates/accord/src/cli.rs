@@ -75,6 +75,9 @@ pub enum Command {
     /// The federation's vocabulary of purposes that agreements allow.
     #[command(subcommand)]
     Purpose(PurposeCommand),
+    /// Gateways' audit logs: verify one offline, list what the registry anchored.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Certificates for members' gateways, issued by the federation CA.
     #[command(subcommand, name = "gateway-cert")]
     GatewayCert(GatewayCertCommand),
@@ -471,6 +474,34 @@ pub enum TokenCommand {
     Revoke { id: String },
     /// List tokens (never their secrets).
     List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Verify a gateway's whole audit log offline, against its own signed
+    /// checkpoints and those the registry holds; says exactly where a log
+    /// was altered, truncated or forked.
+    Verify {
+        /// The gateway's audit database (sqlite://PATH or postgres://...).
+        #[arg(long, hide_env_values = true)]
+        database: String,
+        /// The log, i.e. the gateway: INSTANCE/CLASS/CODE/GATEWAY.
+        #[arg(long)]
+        log: String,
+        /// The gateway's audit public key (PEM); by default taken from the
+        /// registry's signed configuration.
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// Check only against the gateway's own checkpoints.
+        #[arg(long)]
+        no_registry: bool,
+    },
+    /// List the checkpoints the registry holds for a gateway's log.
+    Checkpoints {
+        /// INSTANCE/CLASS/CODE/GATEWAY.
+        #[arg(long)]
+        log: String,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -44,6 +44,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::GatewayCert(cmd) => gateway_cert(&client()?, cmd, json).await,
         Command::Agreement(cmd) => crate::agreement::run(&client()?, cmd, json).await,
         Command::Purpose(cmd) => crate::agreement::purpose(&client()?, cmd, json).await,
+        Command::Audit(cmd) => crate::audit::run(&client()?, cmd, json).await,
         Command::Token(cmd) => token_cmd(&client()?, cmd, json).await,
         Command::Demo(args) => crate::demo::run(args).await,
         Command::Bench(BenchCommand::Catalogue(args)) => crate::bench::catalogue(args).await,

@@ -8,6 +8,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod agreement;
+mod audit;
 mod bench;
 mod cli;
 mod client;

@@ -199,7 +199,12 @@ pub async fn anchor(
     let size = i64::try_from(cp.checkpoint.size)
         .map_err(|_| ApiError::field("checkpoint.size", "is too large"))?;
     let root_hex = hex::encode(cp.checkpoint.root);
-    let at = accord_store::format_time(cp.checkpoint.at);
+    // The signature covers the time to the nanosecond: keep it whole.
+    let at = cp
+        .checkpoint
+        .at
+        .format(&time::format_description::well_known::Rfc3339)
+        .map_err(ApiError::internal)?;
     if let Some(latest) = tx.latest_checkpoint(log_id).await? {
         if size == latest.size {
             if latest.root == root_hex {

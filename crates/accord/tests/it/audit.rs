@@ -9,9 +9,12 @@ use serde_json::{json, Value};
 use accord_audit::checkpoint::Checkpoint;
 use accord_audit::merkle::{hash_leaf, Batch, CompactRange, Hash};
 
-use crate::support::{on_both_engines, Engine, TestRegistry};
+use crate::support::{accord, on_both_engines, stderr, stdout, Engine, TestDb, TestRegistry};
 
-on_both_engines!(the_registry_anchors_checkpoints_and_refuses_forks);
+on_both_engines!(
+    the_registry_anchors_checkpoints_and_refuses_forks,
+    an_auditor_verifies_a_gateway_log_offline,
+);
 
 const LOG: &str = "TEST/GOV/1/gw1";
 
@@ -190,4 +193,146 @@ async fn the_registry_anchors_checkpoints_and_refuses_forks(engine: Engine) {
         .unwrap()
         .clone();
     assert_eq!(gateway["audit_key_pem"], json!(pem));
+}
+
+fn exchange(n: u64) -> accord_audit::entry::AuditEntry {
+    use accord_audit::entry::{AuditDecision, AuditEntry, Side};
+    AuditEntry {
+        exchange_id: format!("exchange-{n:08}"),
+        request_id: format!("request-{n}"),
+        at: time::OffsetDateTime::now_utc(),
+        side: Side::Provider,
+        client: "TEST/MUN/2/benefits".into(),
+        service: "TEST/GOV/1/pop/residence/v1".into(),
+        method: "GET".into(),
+        path: format!("/persons/{n}/residence"),
+        purpose: Some("social-benefit-eligibility".into()),
+        agreement: None,
+        grant: None,
+        decision: AuditDecision::Permit,
+        status: 200,
+        error_type: None,
+        request_body_sha256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+            .into(),
+        response_body_sha256: format!("{n:064x}"),
+        request_size: 0,
+        response_size: 120,
+        total_us: 1_500,
+        backend_us: Some(900),
+        data_subject_pseudonym: Some(accord_audit::entry::pseudonymize(
+            &[7; 32],
+            &format!("3800101{n:04}"),
+        )),
+    }
+}
+
+async fn an_auditor_verifies_a_gateway_log_offline(engine: Engine) {
+    use accord_gateway::audit_store::{AuditLog, AuditLogSettings};
+    let Some(t) = TestRegistry::start(engine).await else {
+        return;
+    };
+    t.add_member("TEST/GOV/1", "national", "EE", "public").await;
+    let owner = t.member_token("TEST/GOV/1").await;
+    let (status, _) = t
+        .post(
+            "/api/v1/gateway-certificates",
+            &owner,
+            json!({"member": "TEST/GOV/1", "gateway": "gw1", "address": "https://127.0.0.1:9443"}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let key = SigningKey::from_bytes(&[8; 32]);
+    let pem = accord_ca::public_key_pem(&key.verifying_key());
+    let (status, _, _) = t
+        .call(
+            "PUT",
+            "/api/v1/gateways/TEST/GOV/1/gw1/audit-key",
+            Some(&owner),
+            Some(json!({"public_key_pem": pem})),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    // The gateway's own log, in its own database.
+    let log_db = TestDb::new(engine).await.expect("a second database");
+    let dir = tempfile::tempdir().unwrap();
+    let url = log_db
+        .url
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("audit.db").display()));
+    let settings = AuditLogSettings {
+        database_url: url.clone(),
+        log_id: LOG.into(),
+        max_batch: 64,
+        max_wait: std::time::Duration::ZERO,
+    };
+    let log = AuditLog::open(settings, key.clone()).await.unwrap();
+    let mut appends = Vec::new();
+    for n in 0..300 {
+        let log = log.clone();
+        appends.push(tokio::spawn(async move { log.append(&exchange(n)).await }));
+    }
+    for a in appends {
+        assert!(a.await.unwrap().is_ok());
+    }
+    let latest = log.latest_checkpoint().await.unwrap();
+    let (status, body) = t
+        .post(
+            "/api/v1/audit/checkpoints",
+            "unused",
+            json!({"checkpoint": latest, "consistency_proof": []}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    log.close().await;
+
+    let verify = |extra: &[&str]| {
+        let mut args = vec![
+            "--registry".to_owned(),
+            t.url.clone(),
+            "audit".into(),
+            "verify".into(),
+            "--database".into(),
+            url.clone(),
+            "--log".into(),
+            LOG.into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        async move { accord(&args.iter().map(String::as_str).collect::<Vec<_>>()).await }
+    };
+    let out = verify(&[]).await;
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains("the audit log is intact"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains("anchored up to  300 (1 registry"),
+        "{}",
+        stdout(&out)
+    );
+
+    // An entry edited in the database is found, at its position.
+    crate::support::execute(&url, "UPDATE audit_entries SET entry = REPLACE(entry, '/persons/7/', '/persons/8/') WHERE leaf_index = 7").await;
+    let out = verify(&[]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("entry 7 was altered"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A truncated log falls short of what the registry anchored.
+    crate::support::execute(&url, "UPDATE audit_entries SET entry = REPLACE(entry, '/persons/8/', '/persons/7/') WHERE leaf_index = 7").await;
+    crate::support::execute(&url, "DELETE FROM audit_entries WHERE leaf_index >= 250").await;
+    crate::support::execute(&url, "DELETE FROM audit_checkpoints WHERE size > 250").await;
+    let out = verify(&["--json"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(report["intact"], false);
+    assert!(
+        report["problem"].as_str().unwrap().contains("300"),
+        "{report}"
+    );
 }
