@@ -314,7 +314,7 @@ async fn an_auditor_verifies_a_gateway_log_offline(engine: Engine) {
     );
 
     // An entry edited in the database is found, at its position.
-    crate::support::execute(&url, "UPDATE audit_entries SET entry = REPLACE(entry, '/persons/7/', '/persons/8/') WHERE leaf_index = 7").await;
+    crate::support::execute(&url, r#"UPDATE audit_entries SET entry = REPLACE(entry, '"status":200', '"status":201') WHERE leaf_index = 7"#).await;
     let out = verify(&[]).await;
     assert_eq!(out.status.code(), Some(1));
     assert!(
@@ -324,7 +324,7 @@ async fn an_auditor_verifies_a_gateway_log_offline(engine: Engine) {
     );
 
     // A truncated log falls short of what the registry anchored.
-    crate::support::execute(&url, "UPDATE audit_entries SET entry = REPLACE(entry, '/persons/8/', '/persons/7/') WHERE leaf_index = 7").await;
+    crate::support::execute(&url, r#"UPDATE audit_entries SET entry = REPLACE(entry, '"status":201', '"status":200') WHERE leaf_index = 7"#).await;
     crate::support::execute(&url, "DELETE FROM audit_entries WHERE leaf_index >= 250").await;
     crate::support::execute(&url, "DELETE FROM audit_checkpoints WHERE size > 250").await;
     let out = verify(&["--json"]).await;
