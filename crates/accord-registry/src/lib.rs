@@ -257,7 +257,19 @@ impl Registry {
 
     /// The HTTP API, with its OpenAPI document at `/api/openapi.json`.
     pub fn router(&self) -> axum::Router {
-        api::router(self.clone()).layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // One line per request for operators: method, path, status, time.
+        // Tokens travel in headers, which are not logged.
+        let trace = tower_http::trace::TraceLayer::new_for_http()
+            .make_span_with(tower_http::trace::DefaultMakeSpan::new().level(tracing::Level::INFO))
+            .on_request(())
+            .on_response(
+                tower_http::trace::DefaultOnResponse::new()
+                    .level(tracing::Level::INFO)
+                    .latency_unit(tower_http::LatencyUnit::Micros),
+            );
+        api::router(self.clone())
+            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+            .layer(trace)
     }
 
     /// Serves the API on `listener` until `shutdown` completes. Meanwhile a

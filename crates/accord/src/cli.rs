@@ -50,7 +50,7 @@ impl Cli {
             Command::Registry(RegistryCommand {
                 command: RegistrySub::Serve { .. },
             })
-            | Command::Demo(_) => "info,sqlx=warn,tower_http=warn",
+            | Command::Demo(_) => "info,sqlx=warn,tower_http=info",
             _ => "warn",
         }
     }
