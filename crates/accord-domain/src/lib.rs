@@ -14,6 +14,7 @@ pub mod auth;
 pub mod catalogue;
 pub mod configuration;
 pub mod id;
+pub mod monitoring;
 
 pub use auth::Role;
 pub use catalogue::{

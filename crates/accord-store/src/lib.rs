@@ -15,6 +15,7 @@
 
 mod agreements;
 mod catalogue;
+mod monitoring;
 mod trust;
 
 use std::borrow::Cow;
@@ -91,6 +92,13 @@ fn migrator() -> Migrator {
             Cow::Borrowed("audit"),
             MigrationType::Simple,
             Cow::Borrowed(include_str!("../migrations/0003_audit.sql")),
+            false,
+        ),
+        Migration::new(
+            4,
+            Cow::Borrowed("monitoring"),
+            MigrationType::Simple,
+            Cow::Borrowed(include_str!("../migrations/0004_monitoring.sql")),
             false,
         ),
     ];

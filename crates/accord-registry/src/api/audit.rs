@@ -103,7 +103,7 @@ impl From<CheckpointRecord> for AnchoredCheckpoint {
 }
 
 /// Splits `INSTANCE/CLASS/CODE/GATEWAY` into the member and the gateway name.
-fn parse_log_id(log_id: &str) -> Result<(MemberId, String), String> {
+pub(crate) fn parse_log_id(log_id: &str) -> Result<(MemberId, String), String> {
     let (member, gateway) = log_id.rsplit_once('/').ok_or_else(|| {
         format!("{log_id:?} is not a gateway log id (INSTANCE/CLASS/CODE/GATEWAY)")
     })?;
@@ -115,6 +115,30 @@ fn parse_log_id(log_id: &str) -> Result<(MemberId, String), String> {
 
 fn violation(kind: ProblemKind, rule: &'static str, detail: String) -> ApiError {
     ApiError::violation(kind, RuleViolation::new(rule, detail))
+}
+
+/// The audit key registered for gateway `name` of `member`.
+pub(crate) async fn gateway_audit_key(
+    tx: &mut accord_store::Tx,
+    member: &MemberId,
+    name: &str,
+) -> ApiResult<ed25519_dalek::VerifyingKey> {
+    let log_id = format!("{member}/{name}");
+    let record = tx.gateway(member, name).await?.ok_or_else(|| {
+        violation(
+            ProblemKind::InvalidInput,
+            "unknown-log",
+            format!("{log_id} is not a registered gateway"),
+        )
+    })?;
+    let key_pem = record.audit_key_pem.ok_or_else(|| {
+        violation(
+            ProblemKind::InvalidInput,
+            "no-audit-key",
+            format!("gateway {log_id} has registered no audit key"),
+        )
+    })?;
+    accord_ca::parse_public_key_pem(&key_pem).map_err(ApiError::internal)
 }
 
 /// Registers the key a gateway signs its audit checkpoints with.
@@ -174,21 +198,7 @@ pub async fn anchor(
         }
     }
     let mut tx = registry.store.begin().await?;
-    let record = tx.gateway(&member, &gateway).await?.ok_or_else(|| {
-        violation(
-            ProblemKind::InvalidInput,
-            "unknown-log",
-            format!("{log_id} is not a registered gateway"),
-        )
-    })?;
-    let key_pem = record.audit_key_pem.ok_or_else(|| {
-        violation(
-            ProblemKind::InvalidInput,
-            "no-audit-key",
-            format!("gateway {log_id} has registered no audit key"),
-        )
-    })?;
-    let key = accord_ca::parse_public_key_pem(&key_pem).map_err(ApiError::internal)?;
+    let key = gateway_audit_key(&mut tx, &member, &gateway).await?;
     cp.verify(&key).map_err(|e| {
         violation(
             ProblemKind::InvalidInput,

@@ -11,6 +11,7 @@ pub mod federation;
 pub mod gateways;
 pub mod keys;
 pub mod members;
+pub mod monitoring;
 pub mod services;
 pub mod tokens;
 
@@ -74,6 +75,7 @@ fn api_router() -> OpenApiRouter<Registry> {
         .merge(agreements::router())
         .merge(decisions::router())
         .merge(audit::router())
+        .merge(monitoring::router())
 }
 
 /// The OpenAPI document of the API, as served at `/api/openapi.json`.

@@ -14,6 +14,7 @@ use crate::support::{accord, on_both_engines, stderr, stdout, Engine, TestDb, Te
 on_both_engines!(
     the_registry_anchors_checkpoints_and_refuses_forks,
     an_auditor_verifies_a_gateway_log_offline,
+    gateways_report_operational_records_once,
 );
 
 const LOG: &str = "TEST/GOV/1/gw1";
@@ -335,4 +336,161 @@ async fn an_auditor_verifies_a_gateway_log_offline(engine: Engine) {
         report["problem"].as_str().unwrap().contains("300"),
         "{report}"
     );
+}
+
+fn record(n: u32, agreement: &str) -> accord_domain::monitoring::OperationalRecord {
+    accord_domain::monitoring::OperationalRecord {
+        record_id: format!("exchange-{n}/provider"),
+        side: "provider".into(),
+        client: "TEST/MUN/2/benefits".into(),
+        service: "TEST/GOV/1/pop/residence/v1".into(),
+        method: "GET".into(),
+        path: format!("/persons/{n}/residence"),
+        purpose: Some("social-benefit-eligibility".into()),
+        agreement: Some(agreement.into()),
+        agreement_version: Some(1),
+        grant: Some("residence".into()),
+        deny_reason: None,
+        status: 200,
+        success: true,
+        error_type: None,
+        request_in_ms: 1_700_000_000_000 + i64::from(n),
+        request_out_ms: Some(1_700_000_000_001 + i64::from(n)),
+        response_in_ms: Some(1_700_000_000_009 + i64::from(n)),
+        response_out_ms: 1_700_000_000_010 + i64::from(n),
+        request_size: 0,
+        response_size: 128,
+        data_subject_pseudonym: Some(accord_audit::entry::pseudonymize(
+            &[7; 32],
+            &format!("subject-{n}"),
+        )),
+    }
+}
+
+async fn gateways_report_operational_records_once(engine: Engine) {
+    use accord_domain::monitoring::RecordBatch;
+    let Some(t) = TestRegistry::start(engine).await else {
+        return;
+    };
+    t.add_member("TEST/GOV/1", "national", "EE", "public").await;
+    let owner = t.member_token("TEST/GOV/1").await;
+    let (status, _) = t
+        .post(
+            "/api/v1/gateway-certificates",
+            &owner,
+            json!({"member": "TEST/GOV/1", "gateway": "gw1", "address": "https://127.0.0.1:9443"}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let key = SigningKey::from_bytes(&[9; 32]);
+    let pem = accord_ca::public_key_pem(&key.verifying_key());
+    let (status, _, _) = t
+        .call(
+            "PUT",
+            "/api/v1/gateways/TEST/GOV/1/gw1/audit-key",
+            Some(&owner),
+            Some(json!({"public_key_pem": pem})),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    let batch =
+        |records| serde_json::to_value(RecordBatch::sign(LOG, records, &key).unwrap()).unwrap();
+    let first = batch(vec![
+        record(1, "town-residence"),
+        record(2, "town-residence"),
+        record(3, "health-stats"),
+    ]);
+    let (status, receipt) = t
+        .post("/api/v1/monitoring/records", "unused", first.clone())
+        .await;
+    assert_eq!(
+        (
+            status,
+            receipt["accepted"].as_u64(),
+            receipt["duplicates"].as_u64()
+        ),
+        (200, Some(3), Some(0)),
+        "{receipt}"
+    );
+    let (_, receipt) = t.post("/api/v1/monitoring/records", "unused", first).await;
+    assert_eq!(
+        (receipt["accepted"].as_u64(), receipt["duplicates"].as_u64()),
+        (Some(0), Some(3)),
+        "a retried batch is stored once"
+    );
+    let (_, receipt) = t
+        .post(
+            "/api/v1/monitoring/records",
+            "unused",
+            batch(vec![record(3, "health-stats"), record(4, "town-residence")]),
+        )
+        .await;
+    assert_eq!(
+        (receipt["accepted"].as_u64(), receipt["duplicates"].as_u64()),
+        (Some(1), Some(1))
+    );
+
+    let before = t.snapshot().await;
+    let mut tampered = batch(vec![record(5, "town-residence")]);
+    tampered["records"][0]["status"] = json!(500);
+    let mut unknown = batch(vec![record(6, "town-residence")]);
+    unknown["gateway"] = json!("TEST/GOV/1/gw9");
+    let mut invalid_record = record(7, "town-residence");
+    invalid_record.side = "sideways".into();
+    let invalid = batch(vec![invalid_record]);
+    for (what, body, rule_or_field) in [
+        (
+            "a batch changed after signing",
+            tampered,
+            "batch-signature-invalid",
+        ),
+        ("an unknown gateway", unknown, "unknown-log"),
+        ("an invalid record", invalid, "records[0].side"),
+    ] {
+        let (status, problem) = t.post("/api/v1/monitoring/records", "unused", body).await;
+        assert_eq!(status, 422, "{what}: {problem}");
+        let named =
+            problem["rule"] == rule_or_field || problem["errors"][0]["field"] == rule_or_field;
+        assert!(named, "{what}: {problem}");
+        assert_eq!(t.snapshot().await, before, "{what} changed the database");
+    }
+
+    let (status, _, all) = t
+        .call(
+            "GET",
+            "/api/v1/monitoring/records",
+            Some(&t.admin_token),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(all.as_array().unwrap().len(), 4);
+    assert!(all.as_array().unwrap().iter().all(|r| r["gateway"] == LOG));
+    let (_, _, town) = t
+        .call(
+            "GET",
+            "/api/v1/monitoring/records?agreement=town-residence",
+            Some(&t.admin_token),
+            None,
+        )
+        .await;
+    let paths: Vec<&str> = town
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "/persons/1/residence",
+            "/persons/2/residence",
+            "/persons/4/residence"
+        ]
+    );
+    let (status, _, _) = t
+        .call("GET", "/api/v1/monitoring/records", Some(&owner), None)
+        .await;
+    assert_eq!(status, 403);
 }

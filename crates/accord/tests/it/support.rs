@@ -314,6 +314,7 @@ const TABLES: &[&str] = &[
     "agreement_signatures",
     "agreement_events",
     "audit_checkpoints",
+    "operational_records",
 ];
 
 /// Runs one statement on the database directly, behind the registry's

@@ -1,0 +1,124 @@
+//! Operational records as stored: written idempotently in one transaction
+//! per batch, read back by agreement or service for indicators.
+
+use accord_domain::monitoring::OperationalRecord;
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use crate::{Result, Store, StoreError, Tx};
+
+fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {detail}"))
+}
+
+fn record_from_row(row: &AnyRow) -> Result<OperationalRecord> {
+    let version: Option<i64> = row.try_get("agreement_version")?;
+    let status: i64 = row.try_get("status")?;
+    let success: i64 = row.try_get("success")?;
+    let request_size: i64 = row.try_get("request_size")?;
+    let response_size: i64 = row.try_get("response_size")?;
+    Ok(OperationalRecord {
+        record_id: row.try_get("record_id")?,
+        side: row.try_get("side")?,
+        client: row.try_get("client")?,
+        service: row.try_get("service")?,
+        method: row.try_get("method")?,
+        path: row.try_get("path")?,
+        purpose: row.try_get("purpose")?,
+        agreement: row.try_get("agreement")?,
+        agreement_version: version
+            .map(u32::try_from)
+            .transpose()
+            .map_err(|e| corrupt("agreement version", e))?,
+        grant: row.try_get("grant_id")?,
+        deny_reason: row.try_get("deny_reason")?,
+        status: u16::try_from(status).map_err(|e| corrupt("status", e))?,
+        success: success != 0,
+        error_type: row.try_get("error_type")?,
+        request_in_ms: row.try_get("request_in_ms")?,
+        request_out_ms: row.try_get("request_out_ms")?,
+        response_in_ms: row.try_get("response_in_ms")?,
+        response_out_ms: row.try_get("response_out_ms")?,
+        request_size: u64::try_from(request_size).map_err(|e| corrupt("request size", e))?,
+        response_size: u64::try_from(response_size).map_err(|e| corrupt("response size", e))?,
+        data_subject_pseudonym: row.try_get("data_subject_pseudonym")?,
+    })
+}
+
+impl Tx {
+    /// Stores a record unless the gateway already reported it; true if new.
+    pub async fn insert_operational_record(
+        &mut self,
+        gateway: &str,
+        r: &OperationalRecord,
+        at: &str,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO operational_records (gateway, record_id, side, client, service, method, path, \
+             purpose, agreement, agreement_version, grant_id, deny_reason, status, success, error_type, \
+             request_in_ms, request_out_ms, response_in_ms, response_out_ms, request_size, response_size, \
+             data_subject_pseudonym, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
+             $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23) \
+             ON CONFLICT (gateway, record_id) DO NOTHING",
+        )
+        .bind(gateway.to_owned())
+        .bind(r.record_id.clone())
+        .bind(r.side.clone())
+        .bind(r.client.clone())
+        .bind(r.service.clone())
+        .bind(r.method.clone())
+        .bind(r.path.clone())
+        .bind(r.purpose.clone())
+        .bind(r.agreement.clone())
+        .bind(r.agreement_version.map(i64::from))
+        .bind(r.grant.clone())
+        .bind(r.deny_reason.clone())
+        .bind(i64::from(r.status))
+        .bind(i64::from(r.success))
+        .bind(r.error_type.clone())
+        .bind(r.request_in_ms)
+        .bind(r.request_out_ms)
+        .bind(r.response_in_ms)
+        .bind(r.response_out_ms)
+        .bind(i64::try_from(r.request_size).map_err(|e| corrupt("request size", e))?)
+        .bind(i64::try_from(r.response_size).map_err(|e| corrupt("response size", e))?)
+        .bind(r.data_subject_pseudonym.clone())
+        .bind(at.to_owned())
+        .execute(self.conn())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+impl Store {
+    /// Records of one agreement, oldest first, at most `limit`.
+    pub async fn operational_records(
+        &self,
+        agreement: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<(String, OperationalRecord)>> {
+        let rows = match agreement {
+            Some(a) => {
+                sqlx::query(
+                    "SELECT * FROM operational_records WHERE agreement = $1 \
+                     ORDER BY request_in_ms, gateway, record_id LIMIT $2",
+                )
+                .bind(a.to_owned())
+                .bind(limit)
+                .fetch_all(&mut *self.read().await?)
+                .await?
+            }
+            None => {
+                sqlx::query(
+                    "SELECT * FROM operational_records ORDER BY request_in_ms, gateway, record_id LIMIT $1",
+                )
+                .bind(limit)
+                .fetch_all(&mut *self.read().await?)
+                .await?
+            }
+        };
+        rows.iter()
+            .map(|row| Ok((row.try_get("gateway")?, record_from_row(row)?)))
+            .collect()
+    }
+}
