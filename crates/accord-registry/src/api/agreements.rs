@@ -751,35 +751,44 @@ pub async fn sign(
     Ok(view)
 }
 
-/// The version in force, if any, else an error saying what the latest is.
-async fn in_force(
-    tx: &mut Tx,
-    id: &AgreementId,
-    action: Action,
-) -> ApiResult<(AgreementVersionRecord, Vec<AgreementVersionRecord>)> {
+/// The versions of an agreement, oldest first; not found if it has none.
+async fn load_versions(tx: &mut Tx, id: &AgreementId) -> ApiResult<Vec<AgreementVersionRecord>> {
     let versions = tx.versions(id).await?;
     if versions.is_empty() {
         return Err(ApiError::not_found(format!(
             "agreement {id} does not exist"
         )));
     }
-    match versions.iter().rev().find(|v| v.state.in_force()).cloned() {
-        Some(v) => Ok((v, versions)),
-        None => {
+    Ok(versions)
+}
+
+/// The version in force among `versions`, or why `action` cannot proceed.
+fn in_force<'v>(
+    versions: &'v [AgreementVersionRecord],
+    id: &AgreementId,
+    action: Action,
+) -> ApiResult<&'v AgreementVersionRecord> {
+    versions
+        .iter()
+        .rev()
+        .find(|v| v.state.in_force())
+        .ok_or_else(|| {
             let latest = versions
                 .last()
                 .map(|v| v.state)
                 .unwrap_or(AgreementState::Draft);
-            Err(conflict(RuleViolation::new(
-                "transition-not-allowed",
-                format!(
-                    "cannot {} agreement {id}: no version is in force (the latest is {})",
-                    action.as_str(),
-                    latest.as_str()
-                ),
-            )))
-        }
-    }
+            // The lifecycle rule names the state when it forbids the action.
+            conflict(transition(latest, action).err().unwrap_or_else(|| {
+                RuleViolation::new(
+                    "transition-not-allowed",
+                    format!(
+                        "cannot {} agreement {id}: no version is in force (the latest is {})",
+                        action.as_str(),
+                        latest.as_str()
+                    ),
+                )
+            }))
+        })
 }
 
 /// Makes a new draft version that will replace the one in force once signed.
@@ -791,26 +800,9 @@ pub async fn amend(
 ) -> ApiResult<VersionView> {
     expire_due(registry).await?;
     let mut tx = registry.store.begin().await?;
-    let versions = tx.versions(id).await?;
-    let latest = versions
-        .last()
-        .cloned()
-        .ok_or_else(|| ApiError::not_found(format!("agreement {id} does not exist")))?;
-    let (current, _) = match in_force(&mut tx, id, Action::Amend).await {
-        Ok(found) => found,
-        Err(_) => {
-            return Err(conflict(
-                transition(latest.state, Action::Amend)
-                    .err()
-                    .unwrap_or_else(|| {
-                        RuleViolation::new(
-                            "transition-not-allowed",
-                            format!("agreement {id} has no version in force to amend"),
-                        )
-                    }),
-            ))
-        }
-    };
+    let versions = load_versions(&mut tx, id).await?;
+    let current = in_force(&versions, id, Action::Amend)?.clone();
+    let latest = versions.last().cloned().unwrap_or_else(|| current.clone());
     acting_party(&actor.role, &current.terms, "amend")?;
     acting_party(&actor.role, terms, "amend")?;
     transition(current.state, Action::Amend).map_err(conflict)?;
@@ -866,23 +858,17 @@ pub async fn change_state(
     let why = reason(input, action.as_str())?;
     expire_due(registry).await?;
     let mut tx = registry.store.begin().await?;
-    let target = match action {
+    let versions = load_versions(&mut tx, id).await?;
+    let target = match (in_force(&versions, id, action), action) {
+        (Ok(v), _) => v.clone(),
         // A proposal no one will sign can be terminated too.
-        Action::Terminate => match in_force(&mut tx, id, action).await {
-            Ok((v, _)) => v,
-            Err(e) => {
-                let versions = tx.versions(id).await?;
-                match versions
-                    .into_iter()
-                    .rev()
-                    .find(|v| v.state == AgreementState::Proposed)
-                {
-                    Some(v) => v,
-                    None => return Err(e),
-                }
-            }
-        },
-        _ => in_force(&mut tx, id, action).await?.0,
+        (Err(e), Action::Terminate) => versions
+            .iter()
+            .rev()
+            .find(|v| v.state == AgreementState::Proposed)
+            .cloned()
+            .ok_or(e)?,
+        (Err(e), _) => return Err(e),
     };
     match (&actor.role, action) {
         (Role::FederationAdmin, Action::Suspend | Action::Resume) => {}

@@ -429,8 +429,6 @@ async fn banner(
             s.certificates,
             dir.join("gateways").display()
         );
-    }
-    if let Some(s) = seeded {
         let by_state = |state: &str| s.agreements.iter().filter(|(_, st)| st == state).count();
         println!(
             "  agreements  {} active, {} proposed and awaiting a signature, {} suspended",

@@ -196,6 +196,33 @@ async fn the_registry_anchors_checkpoints_and_refuses_forks(engine: Engine) {
     assert_eq!(gateway["audit_key_pem"], json!(pem));
 }
 
+/// Member TEST/GOV/1 with gateway gw1 and its registered audit key:
+/// the member administrator's token and the key.
+async fn gateway_with_audit_key(t: &TestRegistry, seed: u8) -> (String, SigningKey) {
+    t.add_member("TEST/GOV/1", "national", "EE", "public").await;
+    let owner = t.member_token("TEST/GOV/1").await;
+    let (status, _) = t
+        .post(
+            "/api/v1/gateway-certificates",
+            &owner,
+            json!({"member": "TEST/GOV/1", "gateway": "gw1", "address": "https://127.0.0.1:9443"}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let key = SigningKey::from_bytes(&[seed; 32]);
+    let pem = accord_ca::public_key_pem(&key.verifying_key());
+    let (status, _, _) = t
+        .call(
+            "PUT",
+            "/api/v1/gateways/TEST/GOV/1/gw1/audit-key",
+            Some(&owner),
+            Some(json!({"public_key_pem": pem})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    (owner, key)
+}
+
 fn exchange(n: u64) -> accord_audit::entry::AuditEntry {
     use accord_audit::entry::{AuditDecision, AuditEntry, Side};
     AuditEntry {
@@ -232,27 +259,7 @@ async fn an_auditor_verifies_a_gateway_log_offline(engine: Engine) {
     let Some(t) = TestRegistry::start(engine).await else {
         return;
     };
-    t.add_member("TEST/GOV/1", "national", "EE", "public").await;
-    let owner = t.member_token("TEST/GOV/1").await;
-    let (status, _) = t
-        .post(
-            "/api/v1/gateway-certificates",
-            &owner,
-            json!({"member": "TEST/GOV/1", "gateway": "gw1", "address": "https://127.0.0.1:9443"}),
-        )
-        .await;
-    assert_eq!(status, 201);
-    let key = SigningKey::from_bytes(&[8; 32]);
-    let pem = accord_ca::public_key_pem(&key.verifying_key());
-    let (status, _, _) = t
-        .call(
-            "PUT",
-            "/api/v1/gateways/TEST/GOV/1/gw1/audit-key",
-            Some(&owner),
-            Some(json!({"public_key_pem": pem})),
-        )
-        .await;
-    assert_eq!(status, 200);
+    let (_, key) = gateway_with_audit_key(&t, 8).await;
 
     // The gateway's own log, in its own database.
     let log_db = TestDb::new(engine).await.expect("a second database");
@@ -372,27 +379,7 @@ async fn gateways_report_operational_records_once(engine: Engine) {
     let Some(t) = TestRegistry::start(engine).await else {
         return;
     };
-    t.add_member("TEST/GOV/1", "national", "EE", "public").await;
-    let owner = t.member_token("TEST/GOV/1").await;
-    let (status, _) = t
-        .post(
-            "/api/v1/gateway-certificates",
-            &owner,
-            json!({"member": "TEST/GOV/1", "gateway": "gw1", "address": "https://127.0.0.1:9443"}),
-        )
-        .await;
-    assert_eq!(status, 201);
-    let key = SigningKey::from_bytes(&[9; 32]);
-    let pem = accord_ca::public_key_pem(&key.verifying_key());
-    let (status, _, _) = t
-        .call(
-            "PUT",
-            "/api/v1/gateways/TEST/GOV/1/gw1/audit-key",
-            Some(&owner),
-            Some(json!({"public_key_pem": pem})),
-        )
-        .await;
-    assert_eq!(status, 200);
+    let (owner, key) = gateway_with_audit_key(&t, 9).await;
 
     let batch =
         |records| serde_json::to_value(RecordBatch::sign(LOG, records, &key).unwrap()).unwrap();
