@@ -10,5 +10,13 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod audit_store;
+pub mod config;
 pub mod federation;
+pub mod metrics;
+pub mod quota;
+pub mod receipt;
+pub mod server;
 pub mod tls;
+
+pub use config::GatewayConfig;
+pub use server::Gateway;

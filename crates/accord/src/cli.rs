@@ -78,6 +78,9 @@ pub enum Command {
     /// Gateways' audit logs: verify one offline, list what the registry anchored.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Run a member's gateway: X-Road REST for its information systems, mutual TLS to other gateways.
+    #[command(subcommand)]
+    Gateway(GatewayCommand),
     /// Certificates for members' gateways, issued by the federation CA.
     #[command(subcommand, name = "gateway-cert")]
     GatewayCert(GatewayCertCommand),
@@ -93,6 +96,18 @@ pub enum Command {
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GatewayCommand {
+    /// Serve a gateway described by a gateway.toml (see the README for its keys).
+    ///
+    /// Example: accord gateway serve --config /etc/accord/gateway.toml
+    Serve {
+        /// The gateway's configuration file.
+        #[arg(long, short, env = "ACCORD_GATEWAY_CONFIG")]
+        config: PathBuf,
     },
 }
 
@@ -518,6 +533,8 @@ pub struct DemoArgs {
 pub enum BenchCommand {
     /// Seed a large catalogue and time filtered, paged searches over HTTP, on SQLite and PostgreSQL.
     Catalogue(BenchCatalogueArgs),
+    /// Compare an exchange direct, through nginx with mutual TLS, and through two Accord gateways.
+    Exchange(crate::bench_exchange::BenchExchangeArgs),
 }
 
 #[derive(Debug, Args)]

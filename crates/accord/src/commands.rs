@@ -41,6 +41,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Member(cmd) => member(&client()?, cmd, json).await,
         Command::Subsystem(cmd) => subsystem(&client()?, cmd, json).await,
         Command::Service(cmd) => service(&client()?, cmd, json).await,
+        Command::Gateway(GatewayCommand::Serve { config }) => gateway_serve(&config).await,
         Command::GatewayCert(cmd) => gateway_cert(&client()?, cmd, json).await,
         Command::Agreement(cmd) => crate::agreement::run(&client()?, cmd, json).await,
         Command::Purpose(cmd) => crate::agreement::purpose(&client()?, cmd, json).await,
@@ -48,6 +49,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token(cmd) => token_cmd(&client()?, cmd, json).await,
         Command::Demo(args) => crate::demo::run(args).await,
         Command::Bench(BenchCommand::Catalogue(args)) => crate::bench::catalogue(args).await,
+        Command::Bench(BenchCommand::Exchange(args)) => {
+            crate::bench_exchange::run(args, json).await
+        }
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut command, "accord", &mut std::io::stdout());
@@ -636,4 +640,18 @@ async fn token_cmd(client: &RegistryClient, cmd: TokenCommand, json: bool) -> an
             Ok(())
         }
     }
+}
+
+/// `accord gateway serve`: runs until SIGINT/SIGTERM, then stops accepting
+/// and closes the audit log.
+async fn gateway_serve(config: &std::path::Path) -> anyhow::Result<()> {
+    let config = accord_gateway::GatewayConfig::load(config)?;
+    let gateway = accord_gateway::Gateway::start(config).await?;
+    println!(
+        "gateway listening: consumer side http://{} (X-Road REST r1, /healthz, /metrics), provider side https://{}",
+        gateway.consumer_addr, gateway.provider_addr
+    );
+    shutdown_signal().await;
+    gateway.shutdown().await;
+    Ok(())
 }

@@ -10,6 +10,7 @@
 mod agreement;
 mod audit;
 mod bench;
+mod bench_exchange;
 mod cli;
 mod client;
 mod commands;

@@ -5,9 +5,8 @@
 //! log recovers; tampering with the database is found where it happened.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use accord_audit::{
     consistency_proof, hash_leaf, verify_inclusion, AgreementRef, AuditDecision, AuditEntry, Hash,
@@ -15,38 +14,11 @@ use accord_audit::{
 };
 use accord_gateway::audit_store::{AuditError, AuditLog, AuditLogSettings, LogReader, Receipt};
 use ed25519_dalek::SigningKey;
-use sqlx::Connection;
+
+use crate::on_both_engines;
+use crate::support::{Engine, TestDb};
 
 const LOG: &str = "TEST/GOV/70000002/gw1";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Engine {
-    Sqlite,
-    Postgres,
-}
-
-/// Runs each named `async fn name(engine: Engine)` once on SQLite and once
-/// on PostgreSQL, as `sqlite::name` and `postgres::name`.
-macro_rules! on_both_engines {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Engine::Sqlite).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Engine::Postgres).await
-                }
-            )*
-        }
-    };
-}
 
 on_both_engines!(
     concurrent_appends_are_grouped_and_every_receipt_verifies,
@@ -56,109 +28,12 @@ on_both_engines!(
     tampering_is_found_where_it_happened,
 );
 
-fn postgres_base_url() -> String {
-    std::env::var("ACCORD_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
-
-/// A fresh, empty database: a SQLite file in a temporary directory, or a
-/// PostgreSQL schema dropped with the value.
-struct TestDb {
-    url: String,
-    schema: Option<String>,
-    _dir: Option<tempfile::TempDir>,
-}
-
-impl TestDb {
-    /// `None` when PostgreSQL is not running outside CI (under `CI=true` a
-    /// missing PostgreSQL fails the test).
-    async fn new(engine: Engine) -> Option<TestDb> {
-        match engine {
-            Engine::Sqlite => {
-                let dir = tempfile::tempdir().unwrap();
-                Some(TestDb {
-                    url: format!("sqlite://{}", dir.path().join("audit.db").display()),
-                    schema: None,
-                    _dir: Some(dir),
-                })
-            }
-            Engine::Postgres => {
-                let base = postgres_base_url();
-                let mut conn = match sqlx::PgConnection::connect(&base).await {
-                    Ok(conn) => conn,
-                    Err(e) => {
-                        if std::env::var("CI").as_deref() == Ok("true") {
-                            panic!("CI=true and PostgreSQL at {base} is not reachable: {e}");
-                        }
-                        eprintln!("SKIPPED on PostgreSQL: {base} is not reachable ({e}); set CI=true to make this a failure");
-                        return None;
-                    }
-                };
-                static COUNTER: AtomicU64 = AtomicU64::new(0);
-                let nanos = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos() as u64;
-                let schema = format!(
-                    "accord_gw_{:x}_{:x}_{}",
-                    std::process::id(),
-                    nanos,
-                    COUNTER.fetch_add(1, Ordering::Relaxed)
-                );
-                sqlx::query(&format!("CREATE SCHEMA {schema}"))
-                    .execute(&mut conn)
-                    .await
-                    .expect("creating a test schema");
-                conn.close().await.ok();
-                let sep = if base.contains('?') { '&' } else { '?' };
-                Some(TestDb {
-                    url: format!("{base}{sep}options=-c%20search_path%3D{schema}"),
-                    schema: Some(schema),
-                    _dir: None,
-                })
-            }
-        }
-    }
-
-    fn settings(&self, max_batch: usize) -> AuditLogSettings {
-        AuditLogSettings {
-            database_url: self.url.clone(),
-            log_id: LOG.into(),
-            max_batch,
-            max_wait: Duration::ZERO,
-        }
-    }
-
-    /// Runs one statement behind the gateway's back.
-    async fn execute(&self, sql: &str) {
-        sqlx::any::install_default_drivers();
-        let mut conn = sqlx::AnyConnection::connect(&self.url).await.unwrap();
-        let done = sqlx::query(sql).execute(&mut conn).await.unwrap();
-        assert!(done.rows_affected() > 0, "{sql} changed nothing");
-        conn.close().await.ok();
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        if let Some(schema) = self.schema.take() {
-            // Drop runs outside async: use a thread with its own runtime.
-            let base = postgres_base_url();
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("runtime");
-                rt.block_on(async {
-                    if let Ok(mut conn) = sqlx::PgConnection::connect(&base).await {
-                        let _ = sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-                            .execute(&mut conn)
-                            .await;
-                    }
-                });
-            })
-            .join();
-        }
+fn settings(db: &TestDb, max_batch: usize) -> AuditLogSettings {
+    AuditLogSettings {
+        database_url: db.url.clone(),
+        log_id: LOG.into(),
+        max_batch,
+        max_wait: Duration::ZERO,
     }
 }
 
@@ -285,7 +160,7 @@ async fn concurrent_appends_are_grouped_and_every_receipt_verifies(engine: Engin
     let Some(db) = TestDb::new(engine).await else {
         return;
     };
-    let log = AuditLog::open(db.settings(16), key()).await.unwrap();
+    let log = AuditLog::open(settings(&db, 16), key()).await.unwrap();
     assert_eq!(log.size().await, 0);
     assert_eq!(log.latest_checkpoint().await, None);
 
@@ -346,7 +221,7 @@ async fn a_reopened_log_continues_the_same_tree(engine: Engine) {
     let Some(db) = TestDb::new(engine).await else {
         return;
     };
-    let log = AuditLog::open(db.settings(8), key()).await.unwrap();
+    let log = AuditLog::open(settings(&db, 8), key()).await.unwrap();
     append_concurrently(&log, 0, 5, 7).await;
     let mut last = log.append(&entry(35)).await.unwrap();
     assert_eq!(last.index, 35);
@@ -357,12 +232,12 @@ async fn a_reopened_log_continues_the_same_tree(engine: Engine) {
     log.close().await;
 
     // Another log's database is refused.
-    let mut other = db.settings(8);
+    let mut other = settings(&db, 8);
     other.log_id = "TEST/GOV/70000002/gw2".into();
     let error = AuditLog::open(other, key()).await.unwrap_err();
     assert!(format!("{error:#}").contains("holds log"), "{error:#}");
 
-    let log = AuditLog::open(db.settings(8), key()).await.unwrap();
+    let log = AuditLog::open(settings(&db, 8), key()).await.unwrap();
     assert_eq!(log.size().await, 37);
     assert_eq!(log.latest_checkpoint().await.as_ref(), Some(&before));
     let more = append_concurrently(&log, 37, 4, 5).await;
@@ -410,7 +285,7 @@ async fn a_crash_keeps_every_answered_entry_and_the_log_verifies(engine: Engine)
     let Some(db) = TestDb::new(engine).await else {
         return;
     };
-    let log = AuditLog::open(db.settings(32), key()).await.unwrap();
+    let log = AuditLog::open(settings(&db, 32), key()).await.unwrap();
     let answered: Arc<Mutex<Vec<(AuditEntry, Receipt)>>> = Arc::default();
     let appenders: Vec<_> = (0..50u64)
         .map(|t| {
@@ -446,7 +321,7 @@ async fn a_crash_keeps_every_answered_entry_and_the_log_verifies(engine: Engine)
     let answered = std::mem::take(&mut *answered.lock().unwrap());
     assert!(answered.len() >= 300);
 
-    let log = AuditLog::open(db.settings(32), key()).await.unwrap();
+    let log = AuditLog::open(settings(&db, 32), key()).await.unwrap();
     let size = log.size().await;
     let stored = stored_entries(&log).await;
     assert_eq!(stored.len() as u64, size);
@@ -476,7 +351,7 @@ async fn a_failed_commit_fails_its_exchanges_and_the_log_recovers(engine: Engine
     let Some(db) = TestDb::new(engine).await else {
         return;
     };
-    let log = AuditLog::open(db.settings(8), key()).await.unwrap();
+    let log = AuditLog::open(settings(&db, 8), key()).await.unwrap();
     for n in 0..5 {
         log.append(&entry(n)).await.unwrap();
     }
@@ -515,7 +390,7 @@ async fn tampering_is_found_where_it_happened(engine: Engine) {
     let Some(db) = TestDb::new(engine).await else {
         return;
     };
-    let log = AuditLog::open(db.settings(8), key()).await.unwrap();
+    let log = AuditLog::open(settings(&db, 8), key()).await.unwrap();
     append_concurrently(&log, 0, 4, 10).await;
     assert_eq!(log.verify([]).await.unwrap().problem, None);
 
@@ -571,6 +446,6 @@ async fn tampering_is_found_where_it_happened(engine: Engine) {
     // The last row deleted: the gateway refuses to continue the log.
     db.execute("DELETE FROM audit_entries WHERE leaf_index = 39")
         .await;
-    let error = AuditLog::open(db.settings(8), key()).await.unwrap_err();
+    let error = AuditLog::open(settings(&db, 8), key()).await.unwrap_err();
     assert!(format!("{error:#}").contains("removed"), "{error:#}");
 }

@@ -2,5 +2,7 @@
 //! gateway's configuration source following it over HTTP.
 
 mod audit_store;
+mod exchange;
 mod federation;
+mod support;
 mod tls;

@@ -1313,3 +1313,53 @@ async fn terminate_agreement(
         .await?,
     ))
 }
+
+/// Drafts `terms` as the first party, proposes them, and signs with each
+/// of `signers` (member and its registered signing key), exactly as the
+/// parties would through the API: the demo, the benchmarks and tests set
+/// up agreements with it. Returns the version after the last signature.
+pub async fn establish(
+    registry: &Registry,
+    id: &str,
+    terms: AgreementTerms,
+    signers: &[(MemberId, ed25519_dalek::SigningKey)],
+) -> ApiResult<VersionView> {
+    let actor = |member: &MemberId| Actor {
+        role: Role::MemberAdmin {
+            member: member.clone(),
+        },
+        name: format!("accord, for {member}"),
+    };
+    let first = terms
+        .parties
+        .first()
+        .map(|p| p.member.clone())
+        .ok_or_else(|| ApiError::field("terms.parties", "an agreement needs parties"))?;
+    let drafted = draft(
+        registry,
+        &actor(&first),
+        &DraftInput {
+            id: id.to_owned(),
+            terms,
+        },
+    )
+    .await?;
+    let mut view = propose(registry, &actor(&first), &drafted.id, drafted.version).await?;
+    let digest = view.digest.clone().unwrap_or_default();
+    for (member, key) in signers {
+        let input = SignatureInput {
+            member: member.to_string(),
+            key_id: canonical::key_id(&key.verifying_key()),
+            signature: canonical::sign(key, &digest),
+        };
+        view = sign(
+            registry,
+            &actor(member),
+            &drafted.id,
+            drafted.version,
+            &input,
+        )
+        .await?;
+    }
+    Ok(view)
+}

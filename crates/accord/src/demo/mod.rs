@@ -9,6 +9,12 @@
 //! exchanges, the portal) add their own steps to [`seed`] and lines to the
 //! banner.
 
+// Not yet called outside their tests until `accord demo` runs exchanges.
+#[cfg_attr(not(test), allow(dead_code))]
+pub mod backends;
+#[cfg_attr(not(test), allow(dead_code))]
+pub mod traffic;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;

@@ -1,0 +1,240 @@
+//! The provider gateway's signature over an exchange, and its check by the
+//! consumer gateway.
+//!
+//! The provider must sign "a digest binding request and response" so that
+//! neither side can later deny the exchange. Signing each response with
+//! Ed25519 would cost tens of microseconds of CPU per message on each side.
+//! Instead the provider's audit log already commits to everything that
+//! matters (ids, client, service, method, path, purpose, agreement and
+//! grant, decision, status, SHA-256 of both bodies, time), and each group
+//! commit signs one tree head: the provider answers with its audit entry,
+//! the signed checkpoint of the commit that made it durable, and the
+//! entry's RFC 9162 inclusion proof. One signature covers a whole batch
+//! (X-Road's batch signatures work the same way), and the consumer checks
+//! it once per batch: a cache remembers checkpoints already verified.
+//!
+//! The consumer checks that the entry describes *its* exchange (same
+//! X-Road-Id, client, service, method, path, purpose, request body hash and
+//! the response body and status it received), that the proof places the
+//! entry in the checkpoint's tree, and that the checkpoint is signed by the
+//! audit key the federation configuration registers for the gateway whose
+//! TLS certificate answered. Anything else is a bad signature: the response
+//! is not passed on.
+//!
+//! Wire form (two response headers, base64url without padding):
+//! - `X-Accord-Receipt`: the entry's RFC 8785 canonical JSON, the exact
+//!   bytes that were hashed into the log;
+//! - `X-Accord-Receipt-Proof`: JSON `{index, checkpoint, proof}` with the
+//!   checkpoint as in the registry's API and the proof as hex hashes.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Mutex;
+
+use accord_audit::{hash_leaf, verify_inclusion, AuditEntry, Hash, Side, SignedCheckpoint};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use ed25519_dalek::VerifyingKey;
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use serde::{Deserialize, Serialize};
+
+use crate::audit_store::Receipt;
+
+pub const X_ACCORD_RECEIPT: HeaderName = HeaderName::from_static("x-accord-receipt");
+pub const X_ACCORD_RECEIPT_PROOF: HeaderName = HeaderName::from_static("x-accord-receipt-proof");
+
+#[derive(Serialize, Deserialize)]
+struct ProofWire {
+    index: u64,
+    checkpoint: SignedCheckpoint,
+    proof: Vec<String>,
+}
+
+/// Adds the receipt headers for `entry_bytes` (the canonical bytes that
+/// were appended) and its `receipt`.
+pub fn add_headers(headers: &mut HeaderMap, entry_bytes: &[u8], receipt: &Receipt) {
+    let wire = ProofWire {
+        index: receipt.index,
+        checkpoint: receipt.checkpoint.clone(),
+        proof: receipt.inclusion_proof.iter().map(hex::encode).collect(),
+    };
+    let proof = serde_json::to_vec(&wire).unwrap_or_default();
+    // Base64url is always a valid header value.
+    if let Ok(v) = HeaderValue::from_str(&URL_SAFE_NO_PAD.encode(entry_bytes)) {
+        headers.insert(X_ACCORD_RECEIPT, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&URL_SAFE_NO_PAD.encode(proof)) {
+        headers.insert(X_ACCORD_RECEIPT_PROOF, v);
+    }
+}
+
+/// What the consumer knows about its exchange, to hold the receipt against.
+#[derive(Debug)]
+pub struct Expected<'a> {
+    pub exchange_id: &'a str,
+    pub client: &'a str,
+    pub service: &'a str,
+    pub method: &'a str,
+    pub path: &'a str,
+    pub purpose: Option<&'a str>,
+    pub request_body_sha256: &'a str,
+    pub response_body_sha256: &'a str,
+    pub status: u16,
+    /// The provider gateway's log id (`MEMBER/NAME`, from its TLS identity).
+    pub log_id: &'a str,
+}
+
+/// A receipt that passed every check: the provider's entry.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub entry: AuditEntry,
+    pub index: u64,
+    pub checkpoint_size: u64,
+}
+
+/// Remembers checkpoints whose signature was already checked, so that a
+/// batch of responses costs one signature verification.
+#[derive(Debug, Default)]
+pub struct CheckpointCache {
+    inner: Mutex<Verified64>,
+}
+
+const CACHE_SIZE: usize = 1024;
+
+/// Keys of verified checkpoints, and their insertion order for eviction.
+type Verified64 = (HashSet<[u8; 64]>, VecDeque<[u8; 64]>);
+
+impl CheckpointCache {
+    fn key(checkpoint: &SignedCheckpoint, key: &VerifyingKey) -> [u8; 64] {
+        // The signature itself identifies the signed message and key pair
+        // well enough only together with the key: hash both.
+        use sha2::{Digest, Sha512};
+        let mut h = Sha512::new();
+        h.update(key.as_bytes());
+        h.update(checkpoint.signature.to_bytes());
+        h.update(checkpoint.checkpoint.signing_message());
+        h.finalize().into()
+    }
+
+    fn verified(&self, checkpoint: &SignedCheckpoint, key: &VerifyingKey) -> bool {
+        let k = CheckpointCache::key(checkpoint, key);
+        if let Ok(inner) = self.inner.lock() {
+            if inner.0.contains(&k) {
+                return true;
+            }
+        }
+        if checkpoint.verify(key).is_err() {
+            return false;
+        }
+        if let Ok(mut inner) = self.inner.lock() {
+            if inner.0.insert(k) {
+                inner.1.push_back(k);
+                if inner.1.len() > CACHE_SIZE {
+                    if let Some(old) = inner.1.pop_front() {
+                        inner.0.remove(&old);
+                    }
+                }
+            }
+        }
+        true
+    }
+}
+
+/// Checks the receipt headers of a provider's response. The error says
+/// what did not hold, for the consumer's error message and audit entry.
+pub fn verify(
+    headers: &HeaderMap,
+    expected: &Expected<'_>,
+    key: &VerifyingKey,
+    cache: &CheckpointCache,
+) -> Result<Verified, String> {
+    let entry_b64 = headers
+        .get(X_ACCORD_RECEIPT)
+        .ok_or("the provider gateway's answer carries no X-Accord-Receipt")?;
+    let proof_b64 = headers
+        .get(X_ACCORD_RECEIPT_PROOF)
+        .ok_or("the provider gateway's answer carries no X-Accord-Receipt-Proof")?;
+    let entry_bytes = URL_SAFE_NO_PAD
+        .decode(entry_b64.as_bytes())
+        .map_err(|_| "X-Accord-Receipt is not base64url")?;
+    let proof_bytes = URL_SAFE_NO_PAD
+        .decode(proof_b64.as_bytes())
+        .map_err(|_| "X-Accord-Receipt-Proof is not base64url")?;
+    let entry = AuditEntry::from_canonical_bytes(&entry_bytes)
+        .map_err(|e| format!("X-Accord-Receipt is not an audit entry: {e}"))?;
+    let wire: ProofWire = serde_json::from_slice(&proof_bytes)
+        .map_err(|e| format!("X-Accord-Receipt-Proof is malformed: {e}"))?;
+    let mut proof: Vec<Hash> = Vec::with_capacity(wire.proof.len());
+    for h in &wire.proof {
+        let hash = hex::decode(h)
+            .ok()
+            .and_then(|b| Hash::try_from(b).ok())
+            .ok_or("X-Accord-Receipt-Proof holds a malformed hash")?;
+        proof.push(hash);
+    }
+
+    let mismatch = |what: &str, found: &str, wanted: &str| {
+        Err(format!(
+            "the provider's receipt names {what} {found:?}, this exchange has {wanted:?}"
+        ))
+    };
+    if entry.side != Side::Provider {
+        return Err("the receipt is not a provider gateway's entry".into());
+    }
+    if entry.exchange_id != expected.exchange_id {
+        return mismatch("X-Road-Id", &entry.exchange_id, expected.exchange_id);
+    }
+    if entry.client != expected.client {
+        return mismatch("client", &entry.client, expected.client);
+    }
+    if entry.service != expected.service {
+        return mismatch("service", &entry.service, expected.service);
+    }
+    if entry.method != expected.method {
+        return mismatch("method", &entry.method, expected.method);
+    }
+    if entry.path != expected.path {
+        return mismatch("path", &entry.path, expected.path);
+    }
+    if entry.purpose.as_deref() != expected.purpose {
+        return mismatch(
+            "purpose",
+            entry.purpose.as_deref().unwrap_or("none"),
+            expected.purpose.unwrap_or("none"),
+        );
+    }
+    if entry.request_body_sha256 != expected.request_body_sha256 {
+        return Err("the provider's receipt is for another request body".into());
+    }
+    if entry.response_body_sha256 != expected.response_body_sha256 {
+        return Err("the response body is not the one the provider signed".into());
+    }
+    if entry.status != expected.status {
+        return mismatch(
+            "status",
+            &entry.status.to_string(),
+            &expected.status.to_string(),
+        );
+    }
+    let cp = &wire.checkpoint.checkpoint;
+    if cp.log_id != expected.log_id {
+        return mismatch("log", &cp.log_id, expected.log_id);
+    }
+    let leaf = hash_leaf(&entry_bytes);
+    if !verify_inclusion(&leaf, wire.index, cp.size, &proof, &cp.root) {
+        return Err(format!(
+            "the inclusion proof does not place the entry at {} in the provider's log of size {}",
+            wire.index, cp.size
+        ));
+    }
+    if !cache.verified(&wire.checkpoint, key) {
+        return Err(format!(
+            "the signature of the provider's checkpoint (log {}, size {}) does not verify with its registered audit key",
+            cp.log_id, cp.size
+        ));
+    }
+    Ok(Verified {
+        entry,
+        index: wire.index,
+        checkpoint_size: cp.size,
+    })
+}

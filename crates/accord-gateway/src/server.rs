@@ -1,0 +1,788 @@
+//! `accord gateway serve`: the running gateway, joining its parts.
+//!
+//! A gateway has two listeners. The consumer side (plain HTTP) is where the
+//! member's own information systems call services of other members with
+//! the X-Road REST protocol r1 ([`consumer`]); it also serves `/healthz`
+//! and `/metrics`. The provider side (mutual TLS) is where other members'
+//! gateways call this member's services ([`provider`]). Between them sit
+//! the parts built and tested separately: the federation configuration
+//! ([`crate::federation`]), TLS trust ([`crate::tls`]), the audit log with
+//! group commit ([`crate::audit_store`]), the decision index with quota
+//! counters ([`crate::quota`]) and receipts ([`crate::receipt`]).
+//!
+//! Every exchange, permitted, denied or failed, on either side, ends in
+//! exactly one audit entry that is durable before the answer leaves; an
+//! exchange whose entry cannot be written is answered with an internal
+//! error instead of its result. Each entry also becomes an operational
+//! record for the registry ([`reporting`]), and the log's checkpoints are
+//! anchored at the registry.
+//!
+//! Connections are HTTP/1.1 (hyper) on both sides, kept alive; the consumer
+//! gateway keeps a pool of mutual-TLS connections per provider gateway and
+//! never resumes TLS sessions (see [`crate::tls`]).
+
+pub(crate) mod consumer;
+pub(crate) mod peers;
+pub(crate) mod provider;
+pub(crate) mod reporting;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use accord_audit::{AuditDecision, AuditEntry, Side};
+use accord_ca::SigningKeyFile;
+use accord_domain::monitoring::OperationalRecord;
+use accord_xroad::{ErrorKind, Origin, XRoadError};
+use anyhow::Context;
+use bytes::Bytes;
+use ed25519_dalek::VerifyingKey;
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use rustls::{ClientConfig, ServerConfig};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::audit_store::{AuditError, AuditLog, AuditLogSettings, Receipt};
+use crate::config::GatewayConfig;
+use crate::federation::{ConfigSource, Federation, SourceSettings};
+use crate::metrics::{Metrics, OutcomeLabel, SideLabel};
+use crate::quota::Quotas;
+use crate::receipt::CheckpointCache;
+use crate::tls::{self, SharedTrust, TrustView};
+
+pub(crate) type Body = Full<Bytes>;
+
+/// The TLS state, set once the first configuration arrives (the CA and the
+/// trusted gateways come from it).
+pub(crate) struct Tls {
+    pub trust: SharedTrust,
+    pub server: Arc<ServerConfig>,
+    pub client: Arc<ClientConfig>,
+}
+
+/// Everything a request handler needs, shared by all connections.
+pub(crate) struct Shared {
+    pub config: GatewayConfig,
+    pub log_id: String,
+    pub source: Arc<ConfigSource>,
+    pub tls: OnceLock<Tls>,
+    pub audit: AuditLog,
+    pub pseudonym_key: [u8; 32],
+    pub quotas: Quotas,
+    pub peers: peers::PeerPool,
+    pub backend: peers::BackendClient,
+    pub metrics: Metrics,
+    pub records: reporting::RecordQueue,
+    pub receipts: CheckpointCache,
+    /// Parsed audit keys of other gateways, by their PEM text.
+    pub audit_keys: Mutex<HashMap<String, VerifyingKey>>,
+    own_cert_pem: String,
+    own_key_pem: String,
+}
+
+impl Shared {
+    /// The current configuration, or the X-Road error saying why there is none.
+    pub fn federation(&self, origin: Origin) -> Result<Arc<Federation>, XRoadError> {
+        self.source
+            .current()
+            .map_err(|e| XRoadError::new(ErrorKind::ConfigurationOutdated(origin), e.to_string()))
+    }
+
+    pub fn tls(&self, origin: Origin) -> Result<&Tls, XRoadError> {
+        self.tls.get().ok_or_else(|| {
+            XRoadError::new(
+                ErrorKind::ConfigurationOutdated(origin),
+                "the gateway has no federation configuration yet, so it cannot authenticate other gateways",
+            )
+        })
+    }
+
+    /// The audit key registered for gateway `member/name`, if any.
+    pub fn audit_key(&self, federation: &Federation, log_id: &str) -> Option<VerifyingKey> {
+        let gateway = federation
+            .signed
+            .payload
+            .gateways
+            .iter()
+            .find(|g| format!("{}/{}", g.member, g.name) == log_id)?;
+        let pem = gateway.audit_key_pem.as_ref()?;
+        let mut keys = self.audit_keys.lock().ok()?;
+        if let Some(key) = keys.get(pem) {
+            return Some(*key);
+        }
+        let key = accord_ca::parse_public_key_pem(pem).ok()?;
+        keys.insert(pem.clone(), key);
+        Some(key)
+    }
+
+    fn install_tls(&self, federation: &Federation) {
+        if let Some(tls) = self.tls.get() {
+            match tls.trust.update(federation) {
+                // Pooled connections were verified under the old trust.
+                Ok(()) => self.peers.clear(),
+                Err(e) => {
+                    tracing::error!(error = %e, "the new configuration's CA cannot be used; keeping the previous trust")
+                }
+            }
+            return;
+        }
+        let built = TrustView::from_federation(federation).and_then(|view| {
+            let trust = SharedTrust::new(view);
+            let server = tls::server_config(trust.clone(), &self.own_cert_pem, &self.own_key_pem)?;
+            let client = tls::client_config(trust.clone(), &self.own_cert_pem, &self.own_key_pem)?;
+            Ok(Tls {
+                trust,
+                server,
+                client,
+            })
+        });
+        match built {
+            Ok(tls) => {
+                let _ = self.tls.set(tls);
+            }
+            Err(e) => tracing::error!(error = %e, "cannot set up TLS from the configuration"),
+        }
+    }
+
+    /// Makes the exchange's entry durable and queues its operational
+    /// record. The entry's canonical bytes come back with the receipt
+    /// (the provider sends both to the consumer).
+    pub async fn record(
+        &self,
+        x: &Exchange,
+        status: u16,
+        error_type: Option<&str>,
+        response_body: &[u8],
+    ) -> Result<(Vec<u8>, Receipt), AuditError> {
+        let entry = x.entry(status, error_type, response_body);
+        let bytes = entry.canonical_bytes()?;
+        let receipt = self.audit.append(&entry).await?;
+        let side = match x.side {
+            Side::Consumer => SideLabel::Consumer,
+            Side::Provider => SideLabel::Provider,
+        };
+        let outcome = if x.deny_reason.is_some() {
+            OutcomeLabel::Deny
+        } else if error_type.is_some() {
+            OutcomeLabel::Error
+        } else {
+            OutcomeLabel::Permit
+        };
+        self.metrics
+            .exchange(side, outcome, x.started.elapsed().as_secs_f64());
+        self.records.push(x.record(&entry), &self.metrics);
+        Ok((bytes, receipt))
+    }
+}
+
+/// What one gateway knows about one exchange as it goes: filled in step by
+/// step, so that whatever step fails, the audit entry says how far it got.
+#[derive(Debug, Clone)]
+pub(crate) struct Exchange {
+    pub started: Instant,
+    pub at: OffsetDateTime,
+    pub side: Side,
+    pub exchange_id: String,
+    pub request_id: String,
+    pub client: String,
+    pub service: String,
+    pub method: String,
+    pub path: String,
+    pub purpose: Option<String>,
+    pub agreement: Option<(String, u32)>,
+    pub grant: Option<String>,
+    pub deny_reason: Option<String>,
+    pub subject_pseudonym: Option<String>,
+    pub request_body_sha256: String,
+    pub request_size: u64,
+    /// When the request left for the next hop and its answer came back.
+    pub forwarded_at: Option<OffsetDateTime>,
+    pub answered_at: Option<OffsetDateTime>,
+    pub backend_us: Option<u64>,
+}
+
+/// SHA-256 of the empty string, the body hash of a request without body.
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn millis(t: OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+/// The path as recorded: the data subject's identifier, where the path
+/// carries it, becomes `{subject}`, so that logs and operational records
+/// hold the subject only as a pseudonym.
+pub(crate) fn recorded_path(path: &str, subject: Option<&str>) -> String {
+    match subject {
+        Some(subject) if !subject.is_empty() => {
+            let encoded = accord_xroad::encode_path_segment(subject);
+            path.replace(subject, "{subject}")
+                .replace(&encoded, "{subject}")
+        }
+        _ => path.to_owned(),
+    }
+}
+
+/// At most `max` bytes of `s` (on a character boundary), for fields that
+/// record what a malformed request said.
+pub(crate) fn clip(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}
+
+impl Exchange {
+    pub fn begin(side: Side, method: &str, raw_target: &str) -> Exchange {
+        Exchange {
+            started: Instant::now(),
+            at: OffsetDateTime::now_utc(),
+            side,
+            exchange_id: String::new(),
+            request_id: String::new(),
+            client: String::new(),
+            service: String::new(),
+            method: clip(method, 16),
+            path: clip(raw_target, 2000),
+            purpose: None,
+            agreement: None,
+            grant: None,
+            deny_reason: None,
+            subject_pseudonym: None,
+            request_body_sha256: sha256_hex(b""),
+            request_size: 0,
+            forwarded_at: None,
+            answered_at: None,
+            backend_us: None,
+        }
+    }
+
+    fn entry(&self, status: u16, error_type: Option<&str>, response_body: &[u8]) -> AuditEntry {
+        AuditEntry {
+            exchange_id: self.exchange_id.clone(),
+            request_id: self.request_id.clone(),
+            at: self.at,
+            side: self.side,
+            client: self.client.clone(),
+            service: self.service.clone(),
+            method: self.method.clone(),
+            path: self.path.clone(),
+            purpose: self.purpose.clone(),
+            agreement: self
+                .agreement
+                .as_ref()
+                .map(|(id, version)| accord_audit::AgreementRef {
+                    id: id.clone(),
+                    version: *version,
+                }),
+            grant: self.grant.clone(),
+            decision: match &self.deny_reason {
+                Some(reason) => AuditDecision::Deny {
+                    reason: reason.clone(),
+                },
+                None => AuditDecision::Permit,
+            },
+            status,
+            error_type: error_type.map(str::to_owned),
+            request_body_sha256: self.request_body_sha256.clone(),
+            response_body_sha256: sha256_hex(response_body),
+            request_size: self.request_size,
+            response_size: response_body.len() as u64,
+            total_us: u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            backend_us: self.backend_us,
+            data_subject_pseudonym: self.subject_pseudonym.clone(),
+        }
+    }
+
+    fn record(&self, entry: &AuditEntry) -> OperationalRecord {
+        let side = match self.side {
+            Side::Consumer => "consumer",
+            Side::Provider => "provider",
+        };
+        let mut method = entry.method.to_ascii_uppercase();
+        if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
+            method = "OTHER".into();
+        }
+        let status = if (100..=599).contains(&entry.status) {
+            entry.status
+        } else {
+            500
+        };
+        OperationalRecord {
+            record_id: accord_xroad::uuid_v4(),
+            side: side.into(),
+            client: clip(&entry.client, 2000),
+            service: clip(&entry.service, 2000),
+            method,
+            path: clip(&entry.path, 2000),
+            purpose: entry.purpose.clone(),
+            agreement: self.agreement.as_ref().map(|a| a.0.clone()),
+            agreement_version: self.agreement.as_ref().map(|a| a.1),
+            grant: self.grant.clone(),
+            deny_reason: self.deny_reason.clone(),
+            status,
+            success: entry.error_type.is_none() && self.deny_reason.is_none(),
+            error_type: entry.error_type.clone(),
+            request_in_ms: millis(self.at),
+            request_out_ms: self.forwarded_at.map(millis),
+            response_in_ms: self.answered_at.map(millis),
+            response_out_ms: millis(OffsetDateTime::now_utc()).max(millis(self.at)),
+            request_size: entry.request_size,
+            response_size: entry.response_size,
+            data_subject_pseudonym: entry.data_subject_pseudonym.clone(),
+        }
+    }
+}
+
+/// An answer on its way to the client: status, headers, body.
+#[derive(Debug)]
+pub(crate) struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    /// The X-Road error type, if the answer is an error.
+    pub error_type: Option<String>,
+}
+
+impl Answer {
+    pub fn into_response(self) -> Response<Body> {
+        let mut response = Response::new(Full::new(self.body));
+        *response.status_mut() = self.status;
+        *response.headers_mut() = self.headers;
+        response
+    }
+
+    pub fn error(error: &XRoadError, detail: &str) -> Answer {
+        let rendered = error.render_with_detail(detail);
+        Answer {
+            status: rendered.status,
+            headers: rendered.headers,
+            body: Bytes::from(rendered.body),
+            error_type: Some(error.error_type().into_owned()),
+        }
+    }
+}
+
+/// Logs an error answer with its detail id (the client sees the same id).
+pub(crate) fn log_error(side: &str, x: &Exchange, error: &XRoadError, detail: &str) {
+    if matches!(error.kind, ErrorKind::Internal(_)) || !error.kind.is_client_error() {
+        tracing::warn!(side, detail, exchange = %x.exchange_id, client = %x.client, service = %x.service, error = %error, "exchange failed");
+    } else {
+        tracing::info!(side, detail, exchange = %x.exchange_id, client = %x.client, service = %x.service, error = %error, "request refused");
+    }
+}
+
+/// Why a body could not be read.
+pub(crate) enum BodyError {
+    TooLarge,
+    Read(String),
+}
+
+/// Reads a whole body, refusing more than `max` bytes.
+pub(crate) async fn read_body<B>(body: B, max: usize) -> Result<Bytes, BodyError>
+where
+    B: hyper::body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    match Limited::new(body, max).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) => {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                Err(BodyError::TooLarge)
+            } else {
+                Err(BodyError::Read(e.to_string()))
+            }
+        }
+    }
+}
+
+/// The answer when the audit log cannot take an entry: the exchange fails,
+/// whatever its result was, because an unrecorded exchange must not happen.
+pub(crate) fn audit_failed(origin: Origin, x: &Exchange, e: &AuditError) -> Response<Body> {
+    let error = XRoadError::new(
+        ErrorKind::Internal(origin),
+        format!("the audit log could not record the exchange: {e}"),
+    );
+    let detail = accord_xroad::uuid_v4();
+    tracing::error!(detail, exchange = %x.exchange_id, error = %error, "audit append failed; the exchange is refused");
+    Answer::error(&error, &detail).into_response()
+}
+
+/// What `/healthz` reports.
+#[derive(Debug, Serialize)]
+pub struct Health {
+    /// Whether the gateway can exchange now (configuration usable, TLS set up).
+    pub ready: bool,
+    pub gateway: String,
+    pub configuration: crate::federation::ConfigurationHealth,
+    pub audit: AuditHealth,
+    pub monitoring: MonitoringHealth,
+    pub peers: Vec<peers::PeerHealth>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AuditHealth {
+    pub entries: u64,
+    pub last_checkpoint_size: Option<u64>,
+    pub last_checkpoint_at: Option<String>,
+    pub anchored_size: Option<u64>,
+    pub anchor_error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MonitoringHealth {
+    pub queued: usize,
+    pub sent: u64,
+    pub dropped: u64,
+    pub last_error: Option<String>,
+}
+
+impl Shared {
+    pub async fn health(&self) -> Health {
+        let configuration = self.source.health();
+        let ready = configuration.usable && self.tls.get().is_some();
+        let checkpoint = self.audit.latest_checkpoint().await;
+        let (anchored_size, anchor_error) = self.records.anchor_status();
+        let (queued, sent, dropped, last_error) = self.records.status();
+        Health {
+            ready,
+            gateway: self.log_id.clone(),
+            configuration,
+            audit: AuditHealth {
+                entries: self.audit.size().await,
+                last_checkpoint_size: checkpoint.as_ref().map(|c| c.checkpoint.size),
+                last_checkpoint_at: checkpoint.as_ref().and_then(|c| {
+                    c.checkpoint
+                        .at
+                        .format(&time::format_description::well_known::Rfc3339)
+                        .ok()
+                }),
+                anchored_size,
+                anchor_error,
+            },
+            monitoring: MonitoringHealth {
+                queued,
+                sent,
+                dropped,
+                last_error,
+            },
+            peers: self.peers.health(),
+        }
+    }
+
+    async fn metrics_text(&self) -> String {
+        let health = self.source.health();
+        self.metrics.configuration_age.set(
+            health
+                .age_seconds
+                .map_or(-1, |a| i64::try_from(a).unwrap_or(i64::MAX)),
+        );
+        self.metrics
+            .configuration_usable
+            .set(i64::from(health.usable));
+        self.metrics
+            .audit_entries
+            .set(i64::try_from(self.audit.size().await).unwrap_or(i64::MAX));
+        self.metrics
+            .quota_counters
+            .set(i64::try_from(self.quotas.len()).unwrap_or(i64::MAX));
+        self.metrics.encode()
+    }
+}
+
+fn json_response(status: StatusCode, value: &impl Serialize) -> Response<Body> {
+    let body = serde_json::to_vec_pretty(value).unwrap_or_default();
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// `/healthz` (200 when ready, 503 when not) and `/metrics`, on the
+/// consumer listener.
+pub(crate) async fn operations(shared: &Shared, path: &str) -> Option<Response<Body>> {
+    match path {
+        "/healthz" => {
+            let health = shared.health().await;
+            let status = if health.ready {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            Some(json_response(status, &health))
+        }
+        "/metrics" => {
+            let mut response = Response::new(Full::new(Bytes::from(shared.metrics_text().await)));
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            Some(response)
+        }
+        _ => None,
+    }
+}
+
+/// A running gateway.
+pub struct Gateway {
+    shared: Arc<Shared>,
+    pub consumer_addr: SocketAddr,
+    pub provider_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("gateway", &self.shared.log_id)
+            .field("consumer_addr", &self.consumer_addr)
+            .field("provider_addr", &self.provider_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+fn read_secret(path: &std::path::Path, what: &str) -> anyhow::Result<String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .with_context(|| format!("reading {what} {}", path.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            anyhow::bail!(
+                "{what} {} is readable by group or others (mode {:o}); chmod 600 it",
+                path.display(),
+                mode & 0o777
+            );
+        }
+    }
+    std::fs::read_to_string(path).with_context(|| format!("reading {what} {}", path.display()))
+}
+
+/// Creates `path` (which must not exist) readable only by its owner.
+fn write_new_secret(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()
+}
+
+/// The pseudonym key: 64 hex characters in an owner-only file, created on
+/// first start.
+fn pseudonym_key(path: &std::path::Path) -> anyhow::Result<[u8; 32]> {
+    if !path.exists() {
+        let key: [u8; 32] = rand::random();
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        write_new_secret(path, &hex::encode(key))
+            .with_context(|| format!("creating the pseudonym key {}", path.display()))?;
+    }
+    let text = read_secret(path, "the pseudonym key")?;
+    hex::decode(text.trim())
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .with_context(|| {
+            format!(
+                "the pseudonym key {} is not 64 hex characters",
+                path.display()
+            )
+        })
+}
+
+impl Gateway {
+    /// Loads keys, opens the audit log, starts following the registry,
+    /// binds both listeners and starts serving.
+    pub async fn start(config: GatewayConfig) -> anyhow::Result<Gateway> {
+        std::fs::create_dir_all(&config.state_dir)
+            .with_context(|| format!("creating {}", config.state_dir.display()))?;
+        let anchor_pem = std::fs::read_to_string(&config.anchor).with_context(|| {
+            format!("reading the federation anchor {}", config.anchor.display())
+        })?;
+        let anchor = accord_ca::parse_public_key_pem(&anchor_pem)
+            .with_context(|| format!("the federation anchor {}", config.anchor.display()))?;
+        let own_cert_pem = std::fs::read_to_string(&config.certificate)
+            .with_context(|| format!("reading the certificate {}", config.certificate.display()))?;
+        let own_key_pem = read_secret(&config.key, "the TLS key")?;
+        let audit_key = SigningKeyFile::load(&config.audit_key)
+            .with_context(|| format!("the audit key {}", config.audit_key.display()))?;
+        let pseudonym_key = pseudonym_key(&config.pseudonym_key)?;
+        let log_id = config.log_id();
+
+        let audit = AuditLog::open(
+            AuditLogSettings {
+                database_url: config.audit_database.clone(),
+                log_id: log_id.clone(),
+                max_batch: 256,
+                max_wait: Duration::ZERO,
+            },
+            audit_key.clone(),
+        )
+        .await
+        .context("opening the audit log")?;
+
+        let source = ConfigSource::start(SourceSettings {
+            registry_url: config.registry.clone(),
+            instance: config.member.instance().to_owned(),
+            anchor,
+            cache_file: config.state_dir.join("configuration.json"),
+            grace_period: config.grace_period,
+            poll_wait: Duration::from_secs(25),
+            retry_delay: Duration::from_millis(500),
+        });
+
+        let consumer_listener = TcpListener::bind(config.consumer_listen)
+            .await
+            .with_context(|| format!("listening on {} (consumer side)", config.consumer_listen))?;
+        let provider_listener = TcpListener::bind(config.provider_listen)
+            .await
+            .with_context(|| format!("listening on {} (provider side)", config.provider_listen))?;
+        let consumer_addr = consumer_listener.local_addr()?;
+        let provider_addr = provider_listener.local_addr()?;
+
+        let metrics = Metrics::new();
+        let shared = Arc::new(Shared {
+            log_id: log_id.clone(),
+            source: source.clone(),
+            tls: OnceLock::new(),
+            audit,
+            pseudonym_key,
+            quotas: Quotas::default(),
+            peers: peers::PeerPool::default(),
+            backend: peers::BackendClient::new(),
+            metrics,
+            records: reporting::RecordQueue::new(reporting::QUEUE_CAPACITY),
+            receipts: CheckpointCache::default(),
+            audit_keys: Mutex::new(HashMap::new()),
+            own_cert_pem,
+            own_key_pem,
+            config,
+        });
+
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = Vec::new();
+        // Trust follows the configuration.
+        {
+            let shared = shared.clone();
+            let mut updates = source.subscribe();
+            let mut stopped = stopped.clone();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let current = updates.borrow_and_update().clone();
+                    if let Some(federation) = current {
+                        shared.install_tls(&federation);
+                    }
+                    tokio::select! {
+                        changed = updates.changed() => if changed.is_err() { break },
+                        _ = stopped.changed() => break,
+                    }
+                }
+            }));
+        }
+        tasks.push(tokio::spawn(consumer::serve(
+            shared.clone(),
+            consumer_listener,
+            stopped.clone(),
+        )));
+        tasks.push(tokio::spawn(provider::serve(
+            shared.clone(),
+            provider_listener,
+            stopped.clone(),
+        )));
+        tasks.push(tokio::spawn(reporting::anchor_checkpoints(
+            shared.clone(),
+            audit_key.clone(),
+            stopped.clone(),
+        )));
+        tasks.push(tokio::spawn(reporting::send_records(
+            shared.clone(),
+            audit_key,
+            stopped.clone(),
+        )));
+        tracing::info!(gateway = %log_id, consumer = %consumer_addr, provider = %provider_addr, "gateway started");
+        Ok(Gateway {
+            shared,
+            consumer_addr,
+            provider_addr,
+            stop,
+            tasks,
+        })
+    }
+
+    /// The gateway's health, as `/healthz` reports it.
+    pub async fn health(&self) -> Health {
+        self.shared.health().await
+    }
+
+    /// Stops accepting, lets the reporters make a last attempt, and closes
+    /// the audit log (every answered exchange is already durable).
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+        self.shared.audit.clone().close().await;
+    }
+}
+
+/// Serves one connection's requests with `handler` until the peer closes
+/// it or the gateway stops.
+pub(crate) async fn serve_connection<IO, F, Fut>(
+    io: IO,
+    mut stopped: watch::Receiver<bool>,
+    handler: F,
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    F: Fn(http::Request<Incoming>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Response<Body>> + Send + 'static,
+{
+    let handler = Arc::new(handler);
+    let service = hyper::service::service_fn(move |req| {
+        let handler = handler.clone();
+        async move { Ok::<_, Infallible>(handler(req).await) }
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .keep_alive(true)
+        .max_buf_size(64 * 1024)
+        .serve_connection(TokioIo::new(io), service);
+    tokio::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        }
+        _ = stopped.changed() => {
+            connection.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(5), connection).await;
+        }
+    }
+}

@@ -1,0 +1,441 @@
+//! The provider side: other members' gateways call here over mutual TLS;
+//! the gateway decides against the agreements, calls the backend, records
+//! the exchange and signs the answer with its receipt.
+//!
+//! The body is read before anything else is checked, so that every answer
+//! (denials and errors included) carries the request hash and a receipt
+//! over the exact request: the consumer gateway can prove what it was told
+//! and why. The consumer gateway's TLS identity is re-checked on every
+//! request, so a certificate revoked while a kept-alive connection is open
+//! stops working at the next request, not at the next connection.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use accord_audit::Side;
+use accord_domain::agreement::decision::DecisionRequest;
+use accord_xroad::request::{
+    X_ACCORD_PURPOSE, X_ROAD_CLIENT, X_ROAD_ID, X_ROAD_ISSUE, X_ROAD_REPRESENTED_PARTY,
+    X_ROAD_REQUEST_ID, X_ROAD_USER_ID,
+};
+use accord_xroad::response::{X_ACCORD_AGREEMENT, X_ROAD_REQUEST_HASH};
+use accord_xroad::{
+    check_framing, filter_request_headers, filter_response_headers, parse_request_headers,
+    AgreementRef, ErrorKind, Limits, MessageId, Origin, RequestError, RequestHash, RequestTarget,
+    ResponseHeaders, XRoadError,
+};
+use http::{HeaderMap, HeaderValue, Request, Response};
+use hyper::body::Incoming;
+use time::OffsetDateTime;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use super::peers::BackendError;
+use super::{
+    audit_failed, log_error, read_body, serve_connection, sha256_hex, Answer, Body, BodyError,
+    Exchange, Shared,
+};
+use crate::metrics::{SideLabel, SideOnly};
+use crate::quota::Outcome;
+use crate::receipt;
+use crate::tls::{self, PeerIdentity};
+
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(crate) async fn serve(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    mut stopped: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, address)) => {
+                    let _ = stream.set_nodelay(true);
+                    let shared = shared.clone();
+                    let stopped = stopped.clone();
+                    tokio::spawn(async move {
+                        let Some(tls) = shared.tls.get() else {
+                            tracing::warn!(peer = %address, "refusing a gateway connection: no federation configuration yet");
+                            return;
+                        };
+                        let accepted = tokio::time::timeout(
+                            HANDSHAKE_TIMEOUT,
+                            tls::accept(&tls.server, &tls.trust, stream, &address.to_string()),
+                        )
+                        .await;
+                        match accepted {
+                            Ok(Ok((stream, identity))) => {
+                                let identity = Arc::new(identity);
+                                serve_connection(stream, stopped, move |req| {
+                                    handle(shared.clone(), identity.clone(), req)
+                                })
+                                .await;
+                            }
+                            Ok(Err(e)) => {
+                                shared
+                                    .metrics
+                                    .tls_refusals
+                                    .get_or_create(&SideOnly { side: SideLabel::Provider })
+                                    .inc();
+                                tracing::warn!(peer = %address, error = %e, "refused a gateway connection");
+                            }
+                            Err(_) => {
+                                tracing::warn!(peer = %address, "a gateway connection did not complete its TLS handshake in time");
+                            }
+                        }
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting on the provider side");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = stopped.changed() => break,
+        }
+    }
+}
+
+/// The X-Road headers of the answer, as far as the request got.
+#[derive(Default)]
+struct Bound {
+    client: Option<accord_domain::SubsystemId>,
+    service: Option<accord_domain::ServiceId>,
+    message_id: Option<MessageId>,
+    request_id: Option<MessageId>,
+    request_hash: Option<RequestHash>,
+    agreement: Option<AgreementRef>,
+}
+
+impl Bound {
+    fn apply(&self, headers: &mut HeaderMap) {
+        if let (Some(client), Some(service), Some(message_id), Some(request_id), Some(hash)) = (
+            &self.client,
+            &self.service,
+            &self.message_id,
+            &self.request_id,
+            &self.request_hash,
+        ) {
+            let applied = ResponseHeaders {
+                client,
+                service,
+                message_id,
+                request_id,
+                request_hash: hash,
+                agreement: self.agreement.as_ref(),
+            }
+            .apply(headers);
+            if applied.is_ok() {
+                return;
+            }
+        }
+        // Partial: what is known.
+        if let Some(hash) = &self.request_hash {
+            if let Ok(v) = HeaderValue::from_str(&hash.to_base64()) {
+                headers.insert(X_ROAD_REQUEST_HASH, v);
+            }
+        }
+        if let Some(id) = &self.message_id {
+            if let Ok(v) = HeaderValue::from_str(id.as_str()) {
+                headers.insert(X_ROAD_ID, v);
+            }
+        }
+    }
+}
+
+async fn handle(
+    shared: Arc<Shared>,
+    identity: Arc<PeerIdentity>,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let raw_target = req
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    let mut x = Exchange::begin(Side::Provider, req.method().as_str(), &raw_target);
+    let mut bound = Bound::default();
+    let mut answer = match exchange(&shared, &mut x, &mut bound, &identity, &raw_target, req).await
+    {
+        Ok(answer) => answer,
+        Err(error) => {
+            let detail = accord_xroad::uuid_v4();
+            log_error("provider", &x, &error, &detail);
+            Answer::error(&error, &detail)
+        }
+    };
+    bound.apply(&mut answer.headers);
+    if x.exchange_id.is_empty() {
+        x.exchange_id = accord_xroad::uuid_v4();
+    }
+    match shared
+        .record(
+            &x,
+            answer.status.as_u16(),
+            answer.error_type.as_deref(),
+            &answer.body,
+        )
+        .await
+    {
+        Ok((entry_bytes, receipt)) => {
+            receipt::add_headers(&mut answer.headers, &entry_bytes, &receipt);
+            answer.into_response()
+        }
+        Err(e) => audit_failed(Origin::ProviderGateway, &x, &e),
+    }
+}
+
+fn set(headers: &mut HeaderMap, name: http::HeaderName, value: &str) {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        headers.insert(name, value);
+    }
+}
+
+/// `base` + the path after the service id (and query).
+fn backend_uri(base: &hyper::Uri, path_and_query: &str) -> Result<hyper::Uri, XRoadError> {
+    let base_path = base.path().trim_end_matches('/');
+    let uri = format!(
+        "{}://{}{base_path}{path_and_query}",
+        base.scheme_str().unwrap_or("http"),
+        base.authority().map_or("", |a| a.as_str())
+    );
+    uri.parse().map_err(|_| {
+        XRoadError::new(
+            ErrorKind::BadRequest,
+            "the request path cannot be appended to the backend's URL",
+        )
+    })
+}
+
+async fn exchange(
+    shared: &Shared,
+    x: &mut Exchange,
+    bound: &mut Bound,
+    identity: &PeerIdentity,
+    raw_target: &str,
+    req: Request<Incoming>,
+) -> Result<Answer, XRoadError> {
+    let origin = Origin::ProviderGateway;
+    let (parts, body) = req.into_parts();
+    let tls = shared.tls(origin)?;
+    if tls
+        .trust
+        .current()
+        .identity(&identity.fingerprint_sha256)
+        .is_err()
+    {
+        return Err(XRoadError::new(
+            ErrorKind::ClientNotOwned,
+            format!(
+                "the certificate of gateway {} is revoked or no longer registered",
+                identity.gateway_path()
+            ),
+        ));
+    }
+    check_framing(&parts.headers).map_err(|e| {
+        XRoadError::new(
+            ErrorKind::BadRequest,
+            format!("the request's message framing is ambiguous: {e}"),
+        )
+    })?;
+    let max = shared.config.limits.max_body_bytes;
+    let body = read_body(body, max).await.map_err(|e| match e {
+        BodyError::TooLarge => XRoadError::new(
+            ErrorKind::RequestTooLarge,
+            format!("the request body is larger than this gateway's limit of {max} bytes"),
+        ),
+        BodyError::Read(why) => XRoadError::new(
+            ErrorKind::BadRequest,
+            format!("the request body could not be read: {why}"),
+        ),
+    })?;
+    x.request_size = body.len() as u64;
+    x.request_body_sha256 = sha256_hex(&body);
+    bound.request_hash = Some(RequestHash::compute(
+        &parts.method,
+        raw_target,
+        &parts.headers,
+        &body,
+    ));
+
+    if !accord_xroad::request::METHODS.contains(&parts.method) {
+        return Err(XRoadError::new(
+            ErrorKind::InvalidHttpMethod,
+            format!("the HTTP method {} is not supported", parts.method),
+        ));
+    }
+    let target = RequestTarget::parse(raw_target, &Limits::default())?;
+    x.service = target.versionless().service.to_string();
+    let h = parse_request_headers(&parts.headers)?;
+    if h.message_id_generated {
+        return Err(XRoadError::new(
+            ErrorKind::MissingHeader,
+            "X-Road-Id is required on requests between gateways",
+        ));
+    }
+    x.exchange_id = h.message_id.as_str().to_owned();
+    let request_id = h.request_id.clone().unwrap_or_else(MessageId::generate);
+    x.request_id = request_id.as_str().to_owned();
+    x.client = h.client.to_string();
+    x.purpose = h.purpose.clone();
+    x.subject_pseudonym = h
+        .subject
+        .as_deref()
+        .map(|s| accord_audit::pseudonymize(&shared.pseudonym_key, s));
+    bound.client = Some(h.client.clone());
+    bound.message_id = Some(h.message_id.clone());
+    bound.request_id = Some(request_id.clone());
+
+    if *h.client.member() != identity.member {
+        return Err(XRoadError::new(
+            ErrorKind::ClientNotOwned,
+            format!(
+                "gateway {} speaks for {}, not for client {}",
+                identity.gateway_path(),
+                identity.member,
+                h.client
+            ),
+        ));
+    }
+    let federation = shared.federation(origin)?;
+    let unknown = |service: &accord_domain::ServiceId, why: &str| {
+        XRoadError::new(
+            ErrorKind::UnknownService(origin),
+            format!("service {service} {why}"),
+        )
+    };
+    let resolved = target
+        .resolve(|s| federation.services.contains(s))
+        .map_err(|e| match e {
+            RequestError::UnknownService { .. } => {
+                XRoadError::new(ErrorKind::UnknownService(origin), e.to_string())
+            }
+            other => other.into(),
+        })?;
+    x.service = resolved.service.to_string();
+    x.path = super::recorded_path(resolved.path.raw(), h.subject.as_deref());
+    bound.service = Some(resolved.service.clone());
+    let own = &shared.config.member;
+    if resolved.service.member() != own {
+        return Err(unknown(
+            &resolved.service,
+            &format!("is not provided by {own}, the member of this gateway"),
+        ));
+    }
+    let Some(backend) = shared.config.backend(&resolved.service) else {
+        return Err(unknown(&resolved.service, "has no backend at this gateway"));
+    };
+
+    // The decision, with the quota counters.
+    let decoded = resolved.path.decoded();
+    let at = OffsetDateTime::now_utc().unix_timestamp();
+    let outcome = shared.quotas.decide(
+        &federation.index,
+        &DecisionRequest {
+            consumer: &h.client,
+            service: &resolved.service,
+            method: parts.method.as_str(),
+            path: if decoded.is_empty() { "/" } else { &decoded },
+            purpose: h.purpose.as_deref(),
+            data_subject: h.subject.is_some(),
+            at,
+        },
+    );
+    let agreement_header = match outcome {
+        Outcome::Deny(deny) => {
+            x.deny_reason = Some(deny.reason.code().to_owned());
+            if let Some(under) = &deny.agreement {
+                x.agreement = Some((under.agreement.to_string(), under.version));
+                x.grant = under.grant.clone();
+            }
+            return Err(XRoadError::new(
+                ErrorKind::AccessDenied(origin, Some(deny.reason)),
+                deny.explanation,
+            ));
+        }
+        Outcome::Permit {
+            agreement,
+            version,
+            grant,
+        } => {
+            let reference = agreement
+                .parse()
+                .ok()
+                .and_then(|id| AgreementRef::new(id, version, &grant).ok());
+            x.agreement = Some((agreement, version));
+            x.grant = Some(grant);
+            bound.agreement = reference.clone();
+            reference
+        }
+    };
+
+    // The backend.
+    let uri = backend_uri(backend, &resolved.backend_path_and_query())?;
+    let mut headers = filter_request_headers(&parts.headers);
+    set(&mut headers, X_ROAD_CLIENT, &h.client.to_encoded());
+    set(&mut headers, X_ROAD_ID, h.message_id.as_str());
+    set(&mut headers, X_ROAD_REQUEST_ID, request_id.as_str());
+    if let Some(v) = &h.user_id {
+        set(&mut headers, X_ROAD_USER_ID, v);
+    }
+    if let Some(v) = &h.issue {
+        set(&mut headers, X_ROAD_ISSUE, v);
+    }
+    if let Some(v) = &h.represented_party {
+        set(&mut headers, X_ROAD_REPRESENTED_PARTY, &v.to_encoded());
+    }
+    if let Some(v) = &h.purpose {
+        set(&mut headers, X_ACCORD_PURPOSE, v);
+    }
+    if let Some(reference) = &agreement_header {
+        if let Ok(v) = reference.header_value() {
+            headers.insert(X_ACCORD_AGREEMENT, v);
+        }
+    }
+    if let Some(authority) = uri.authority() {
+        set(&mut headers, http::header::HOST, authority.as_str());
+    }
+    let mut request = Request::new(http_body_util::Full::new(body));
+    *request.method_mut() = parts.method.clone();
+    *request.uri_mut() = uri;
+    *request.headers_mut() = headers;
+
+    x.forwarded_at = Some(OffsetDateTime::now_utc());
+    let sent = Instant::now();
+    let result = shared
+        .backend
+        .send(request, max, shared.config.limits.backend_timeout)
+        .await;
+    x.backend_us = Some(u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX));
+    let service = &resolved.service;
+    let (rparts, rbody) = result.map_err(|e| match e {
+        BackendError::Unavailable(why) => {
+            tracing::warn!(%service, error = %why, "backend unavailable");
+            XRoadError::new(
+                ErrorKind::BackendUnavailable,
+                format!("the backend of {service} is unavailable"),
+            )
+        }
+        BackendError::Timeout => XRoadError::new(
+            ErrorKind::BackendTimeout,
+            format!(
+                "the backend of {service} did not answer within {} ms",
+                shared.config.limits.backend_timeout.as_millis()
+            ),
+        ),
+        BackendError::Invalid(why) => {
+            tracing::warn!(%service, error = %why, "backend answered badly");
+            XRoadError::new(
+                ErrorKind::BackendInvalidResponse,
+                format!("the backend of {service} gave an invalid answer: {why}"),
+            )
+        }
+    })?;
+    x.answered_at = Some(OffsetDateTime::now_utc());
+    Ok(Answer {
+        status: rparts.status,
+        headers: filter_response_headers(&rparts.headers),
+        body: rbody,
+        error_type: None,
+    })
+}
