@@ -379,7 +379,9 @@ impl Answer {
 
 /// Logs an error answer with its detail id (the client sees the same id).
 pub(crate) fn log_error(side: &str, x: &Exchange, error: &XRoadError, detail: &str) {
-    if matches!(error.kind, ErrorKind::Internal(_)) || !error.kind.is_client_error() {
+    if matches!(error.kind, ErrorKind::AccessDenied(..)) {
+        tracing::info!(side, detail, exchange = %x.exchange_id, client = %x.client, service = %x.service, error = %error, "exchange denied");
+    } else if matches!(error.kind, ErrorKind::Internal(_)) || !error.kind.is_client_error() {
         tracing::warn!(side, detail, exchange = %x.exchange_id, client = %x.client, service = %x.service, error = %error, "exchange failed");
     } else {
         tracing::info!(side, detail, exchange = %x.exchange_id, client = %x.client, service = %x.service, error = %error, "request refused");

@@ -50,7 +50,9 @@ impl Cli {
             Command::Registry(RegistryCommand {
                 command: RegistrySub::Serve { .. },
             })
-            | Command::Demo(_) => "info,sqlx=warn,tower_http=info",
+            | Command::Gateway(_) => "info,sqlx=warn,tower_http=info",
+            // The demo prints what happens; its logs would drown it.
+            Command::Demo(_) => "warn,sqlx=error",
             _ => "warn",
         }
     }
@@ -527,6 +529,14 @@ pub struct DemoArgs {
     /// Address the registry listens on.
     #[arg(long, default_value = "127.0.0.1:8700")]
     pub listen: SocketAddr,
+    /// First port of the gateways: their provider sides (mutual TLS) from
+    /// here, their consumer sides (X-Road REST) from here + 100; 0 for any
+    /// free ports.
+    #[arg(long, default_value_t = 8701)]
+    pub gateway_ports: u16,
+    /// Start only the registry: no gateways, backends or exchanges.
+    #[arg(long)]
+    pub registry_only: bool,
 }
 
 #[derive(Debug, Subcommand)]

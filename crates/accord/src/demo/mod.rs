@@ -9,10 +9,8 @@
 //! exchanges, the portal) add their own steps to [`seed`] and lines to the
 //! banner.
 
-// Not yet called outside their tests until `accord demo` runs exchanges.
-#[cfg_attr(not(test), allow(dead_code))]
 pub mod backends;
-#[cfg_attr(not(test), allow(dead_code))]
+pub mod gateways;
 pub mod traffic;
 
 use std::path::{Path, PathBuf};
@@ -124,14 +122,14 @@ fn demo_error(what: String) -> impl FnOnce(ApiError) -> anyhow::Error {
     move |e| anyhow::anyhow!("demo seed: {what}: {}", e.detail)
 }
 
-/// First port of the demo gateways' planned provider sides.
-const FIRST_GATEWAY_PORT: u16 = 8701;
-
 /// Fills a new registry with the demo federation.
+/// `first_gateway_port`: the provider side of the first gateway; the
+/// others follow (0: any free port).
 pub async fn seed(
     registry: &Registry,
     dir: &Path,
     spec: &DemoFederation,
+    first_gateway_port: u16,
 ) -> anyhow::Result<Seeded> {
     let admin = Role::FederationAdmin;
     let mut seeded = Seeded::default();
@@ -140,7 +138,7 @@ pub async fn seed(
     for d in [&gateways_dir, &tokens_dir] {
         std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
     }
-    let mut gateway_port = FIRST_GATEWAY_PORT;
+    let mut gateway_port = first_gateway_port;
     for m in &spec.members {
         let id = format!("{}/{}/{}", spec.instance, m.class, m.code);
         let input = MemberInput {
@@ -192,13 +190,20 @@ pub async fn seed(
         if !m.subsystems.is_empty() {
             // Every member that runs systems gets a gateway certificate,
             // with its key kept beside the demo (owner-only).
+            let port = if first_gateway_port == 0 {
+                std::net::TcpListener::bind("127.0.0.1:0")?
+                    .local_addr()?
+                    .port()
+            } else {
+                gateway_port
+            };
             let issued = issue_certificate(
                 registry,
                 &admin,
                 &CertificateInput {
                     member: Some(id.clone()),
                     gateway: Some("gw1".into()),
-                    address: Some(format!("https://127.0.0.1:{gateway_port}")),
+                    address: Some(format!("https://127.0.0.1:{port}")),
                     csr_pem: None,
                     validity_days: Some(365),
                 },
@@ -388,7 +393,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                 .collect(),
         };
         let (registry, _admin) = Registry::init(&paths, &options).await?;
-        let seeded = seed(&registry, &dir, &spec).await?;
+        let seeded = seed(&registry, &dir, &spec, args.gateway_ports).await?;
         (registry, Some(seeded))
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -400,6 +405,23 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             )
         })?;
     let url = format!("http://{}", listener.local_addr()?);
+    // The registry serves from now on: the gateways follow it.
+    let (stop_registry, registry_stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = {
+        let registry = registry.clone();
+        tokio::spawn(async move {
+            registry
+                .serve(listener, async {
+                    let _ = registry_stopped.await;
+                })
+                .await
+        })
+    };
+    let exchanges = if args.registry_only {
+        None
+    } else {
+        Some(start_exchanges(&registry, &url, &dir, &paths, &args).await?)
+    };
     banner(
         &registry,
         &url,
@@ -409,10 +431,151 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         args.dir.is_none(),
     )
     .await?;
-    registry
-        .serve(listener, crate::commands::shutdown_signal())
-        .await?;
+    if let Some((gateways, lines)) = &exchanges {
+        exchanges_banner(&url, gateways, lines);
+    }
+    println!();
+    println!("The API is described at {url}/api/openapi.json. Stop with Ctrl-C.");
+    crate::commands::shutdown_signal().await;
+    if let Some((gateways, _)) = exchanges {
+        gateways.shutdown().await;
+    }
+    let _ = stop_registry.send(());
+    serving.await.context("the registry task")??;
     Ok(())
+}
+
+/// Starts the backends and the gateways and sends the scripted exchanges;
+/// returns the gateways and a line per exchange.
+async fn start_exchanges(
+    registry: &Registry,
+    url: &str,
+    dir: &Path,
+    paths: &RegistryPaths,
+    args: &DemoArgs,
+) -> anyhow::Result<(gateways::DemoGateways, Vec<String>)> {
+    let spec = federation()?;
+    let script = traffic::script()?;
+    let down = traffic::backend_down(&script);
+    let backends = backends::start(&spec).await?;
+    let consumer_base = if args.gateway_ports == 0 {
+        0
+    } else {
+        args.gateway_ports.saturating_add(100)
+    };
+    let gateways = gateways::start(
+        registry,
+        url,
+        dir,
+        paths,
+        &spec,
+        consumer_base,
+        &down,
+        backends,
+    )
+    .await?;
+    let mut lines = Vec::new();
+    let summary = traffic::run(
+        &script,
+        |client| gateways.consumer_url(client),
+        |exchange, outcome| {
+            let status = outcome.status.map_or("---".to_owned(), |s| s.to_string());
+            let mut line = format!(
+                "  {status} {:<34} {} ({} ms)",
+                outcome.observed.to_string(),
+                exchange.description,
+                outcome.elapsed.as_millis()
+            );
+            if let Some(agreement) = &outcome.agreement {
+                line.push_str(&format!("\n        {agreement}"));
+            }
+            if let (Some(error_type), Some(message)) = (&outcome.error_type, &outcome.error_message)
+            {
+                line.push_str(&format!("\n        {error_type}: {message}"));
+            }
+            if let Some(why) = &outcome.mismatch {
+                line.push_str(&format!("  (unexpected: {why})"));
+            }
+            lines.push(line);
+        },
+    )
+    .await?;
+    lines.push(format!(
+        "  {} exchanges: {} answered by the provider, {} denied by the agreements, {} failed{}",
+        summary.total,
+        summary.permitted,
+        summary.denied,
+        summary.failed,
+        if summary.mismatched == 0 {
+            String::new()
+        } else {
+            format!(", {} not as the script expects", summary.mismatched)
+        }
+    ));
+    Ok((gateways, lines))
+}
+
+/// The banner's part about gateways: where they listen, what flowed, a
+/// `curl` through two of them, and how to check their logs.
+fn exchanges_banner(url: &str, gateways: &gateways::DemoGateways, lines: &[String]) {
+    println!();
+    println!("Gateways (consumer side: X-Road REST r1, /healthz, /metrics):");
+    for g in &gateways.gateways {
+        println!(
+            "  {:<20} http://{}   provider side https://{}",
+            g.member.to_string(),
+            g.gateway.consumer_addr,
+            g.gateway.provider_addr
+        );
+    }
+    let services = gateways.backends.services().count();
+    let servers: Vec<String> = gateways
+        .backends
+        .servers()
+        .map(|(_, address)| address.port().to_string())
+        .collect();
+    println!(
+        "  backends: {services} services' APIs on 127.0.0.1, ports {}",
+        servers.join(", ")
+    );
+    println!();
+    println!("Exchanges sent through the gateways:");
+    for line in lines {
+        println!("{line}");
+    }
+    let tallinn = gateways
+        .gateways
+        .iter()
+        .find(|g| g.member.to_string() == "DEMO/MUN/75000001");
+    if let Some(t) = tallinn {
+        let gw = format!("http://{}", t.gateway.consumer_addr);
+        println!();
+        println!("Through two gateways (Tallinn's and the Population Register's), permitted:");
+        println!(
+            "  curl -i -H 'X-Road-Client: DEMO/MUN/75000001/social-benefits' \\\n      \
+             -H 'X-Accord-Purpose: social-benefit-eligibility' -H 'X-Accord-Subject: 38001010008' \\\n      \
+             {gw}/r1/DEMO/GOV/70000002/population-register/residence/v1/persons/38001010008/residence"
+        );
+        println!("Denied (no purpose given), and the answer says why:");
+        println!(
+            "  curl -i -H 'X-Road-Client: DEMO/MUN/75000001/social-benefits' -H 'X-Accord-Subject: 38001010008' \\\n      \
+             {gw}/r1/DEMO/GOV/70000002/population-register/residence/v1/persons/38001010008/residence"
+        );
+        println!("  curl -s {gw}/healthz");
+    }
+    if let Some(g) = gateways.gateways.first() {
+        println!();
+        println!("Verify a gateway's audit log against the registry's checkpoints:");
+        println!(
+            "  accord --registry {url} audit verify --database {} --log {}/gw1",
+            g.audit_database, g.member
+        );
+        println!(
+            "  accord --registry {url} audit checkpoints --log {}/gw1",
+            g.member
+        );
+        println!("Each gateway's configuration: {}", g.config_file.display());
+    }
 }
 
 async fn banner(
@@ -498,8 +661,6 @@ async fn banner(
             );
         }
     }
-    println!();
-    println!("The API is described at {url}/api/openapi.json. Stop with Ctrl-C.");
     Ok(())
 }
 

@@ -15,6 +15,8 @@ async fn the_demo_serves_a_browsable_federation() {
         demo_dir.to_str().unwrap(),
         "--listen",
         "127.0.0.1:0",
+        "--gateway-ports",
+        "0",
     ])
     .await;
     let url = server.url.clone();
@@ -92,6 +94,51 @@ async fn the_demo_serves_a_browsable_federation() {
         "{}",
         stdout(&out)
     );
+
+    // The scripted exchanges went through the gateways as the agreements
+    // say, and the printed curl lines go through two gateways.
+    assert!(
+        banner.contains(
+            "26 exchanges: 10 answered by the provider, 15 denied by the agreements, 1 failed"
+        ),
+        "{banner}"
+    );
+    assert!(!banner.contains("not as the script expects"), "{banner}");
+    let examples: Vec<&str> = banner
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("http://") && l.contains("/r1/"))
+        .collect();
+    assert_eq!(examples.len(), 2, "{banner}");
+    let call = |url: &str, purpose: bool| {
+        let mut request = http
+            .get(url)
+            .header("X-Road-Client", "DEMO/MUN/75000001/social-benefits")
+            .header("X-Accord-Subject", "38001010008");
+        if purpose {
+            request = request.header("X-Accord-Purpose", "social-benefit-eligibility");
+        }
+        request.send()
+    };
+    let permitted = call(examples[0], true).await.unwrap();
+    assert_eq!(permitted.status(), 200);
+    assert_eq!(
+        permitted.headers()["x-accord-agreement"],
+        "agreement=tallinn-residence-benefits; version=1; grant=residence-and-family"
+    );
+    let denied = call(examples[1], false).await.unwrap();
+    assert_eq!(
+        denied.headers()["x-road-error"],
+        "Server.ServerProxy.AccessDenied.purpose-not-covered"
+    );
+    let verify = banner
+        .lines()
+        .find(|l| l.contains("audit verify --database"))
+        .expect("the banner shows how to verify a log");
+    let args: Vec<&str> = verify.split_whitespace().skip(1).collect();
+    let out = accord(&args).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("intact"), "{}", stdout(&out));
 
     // Secrets stay in owner-only files; a municipality's token is scoped.
     assert_eq!(file_mode(&demo_dir.join("admin.token")), 0o600);
@@ -193,13 +240,15 @@ async fn the_demo_serves_a_browsable_federation() {
     assert!(stdout(&out).contains("active"), "{}", stdout(&out));
 
     // Running the demo again on the same directory reuses the federation.
-    drop(server);
+    server.stop().await;
     let again = Server::start(&[
         "demo",
         "--dir",
         demo_dir.to_str().unwrap(),
         "--listen",
         "127.0.0.1:0",
+        "--gateway-ports",
+        "0",
     ])
     .await;
     assert!(

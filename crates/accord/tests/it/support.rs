@@ -394,6 +394,11 @@ pub struct Server {
 }
 
 impl Server {
+    /// Kills the process and waits until it is gone (its ports are free).
+    pub async fn stop(mut self) {
+        let _ = self._child.kill().await;
+    }
+
     /// Starts `accord args...` and waits for the line naming its URL
     /// (`... listening on http://...`).
     pub async fn start(args: &[&str]) -> Server {
@@ -404,11 +409,28 @@ impl Server {
             .env_remove("ACCORD_DATA_DIR")
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .expect("spawn accord");
         let stdout = child.stdout.take().expect("stdout");
+        // Stderr is kept for the failure message, and drained so the pipe
+        // never fills.
+        let stderr_lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        {
+            let stderr = child.stderr.take().expect("stderr");
+            let sink = stderr_lines.clone();
+            tokio::spawn(async move {
+                let mut lines = tokio::io::BufReader::new(stderr).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if let Ok(mut sink) = sink.lock() {
+                        if sink.len() < 200 {
+                            sink.push(line);
+                        }
+                    }
+                }
+            });
+        }
         let mut lines = tokio::io::BufReader::new(stdout).lines();
         let mut banner = Vec::new();
         let url = tokio::time::timeout(Duration::from_secs(60), async {
@@ -423,7 +445,12 @@ impl Server {
                     return url;
                 }
             }
-            panic!("accord {args:?} exited before listening: {banner:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let errors = stderr_lines
+                .lock()
+                .map(|l| l.join("\n"))
+                .unwrap_or_default();
+            panic!("accord {args:?} exited before listening: {banner:?}\n{errors}");
         })
         .await
         .expect("server started in time");
