@@ -648,7 +648,7 @@ async fn gateway_serve(config: &std::path::Path) -> anyhow::Result<()> {
     let config = accord_gateway::GatewayConfig::load(config)?;
     let gateway = accord_gateway::Gateway::start(config).await?;
     println!(
-        "gateway listening: consumer side http://{} (X-Road REST r1, /healthz, /metrics), provider side https://{}",
+        "gateway listening on http://{} (consumer side: X-Road REST r1, /healthz, /metrics); provider side https://{}",
         gateway.consumer_addr, gateway.provider_addr
     );
     shutdown_signal().await;

@@ -13,4 +13,5 @@ mod api;
 mod audit;
 mod cli;
 mod demo;
+mod gateway;
 mod odrl;
