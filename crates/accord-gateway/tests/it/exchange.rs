@@ -622,6 +622,7 @@ on_both_engines!(
     backend_faults_are_answered_in_time_and_recorded,
     peer_faults_are_refused,
     past_the_grace_period_the_gateway_refuses_and_says_why,
+    a_gateway_cannot_speak_for_another_members_client,
 );
 
 async fn a_permitted_call_crosses_both_gateways_and_is_recorded_on_both_sides(engine: Engine) {
@@ -728,6 +729,40 @@ async fn a_permitted_call_crosses_both_gateways_and_is_recorded_on_both_sides(en
             !text.contains("38001010001"),
             "the raw subject is in the log: {text}"
         );
+    }
+
+    // Operational records of both sides reach the registry, with the
+    // agreement, and without the data subject.
+    let records = until("both sides' operational records", || async {
+        let records = pair
+            .f
+            .registry
+            .store
+            .operational_records(Some("benefit-checks"), 100)
+            .await
+            .unwrap();
+        (records.len() >= 2).then_some(records)
+    })
+    .await;
+    let mut sides: Vec<(&str, &str)> = records
+        .iter()
+        .map(|(gateway, r)| (gateway.as_str(), r.side.as_str()))
+        .collect();
+    sides.sort();
+    assert_eq!(
+        sides,
+        [
+            ("TEST/GOV/1000/gw1", "consumer"),
+            ("TEST/GOV/2000/gw1", "provider")
+        ]
+    );
+    for (_, r) in &records {
+        assert_eq!(r.client, CLIENT);
+        assert_eq!(r.status, 200);
+        assert!(r.success);
+        assert_eq!(r.grant.as_deref(), Some("people-lookup"));
+        assert!(r.request_out_ms.is_some() && r.response_in_ms.is_some());
+        assert!(!serde_json::to_string(r).unwrap().contains("38001010001"));
     }
 
     // Checkpoints reach the registry, and each log verifies against them.
@@ -1414,6 +1449,83 @@ async fn past_the_grace_period_the_gateway_refuses_and_says_why(engine: Engine) 
             .error_type
             .as_deref(),
         Some("Server.ClientProxy.OutdatedGlobalConf")
+    );
+    pair.consumer.shutdown().await;
+    pair.provider.shutdown().await;
+}
+
+async fn a_gateway_cannot_speak_for_another_members_client(engine: Engine) {
+    let Some(pair) = Pair::start(engine).await else {
+        return;
+    };
+    // A client holding the consumer gateway's own certificate and key
+    // (a compromised or misconfigured consumer gateway) calls the provider
+    // directly, claiming another member's subsystem.
+    let source = accord_gateway::federation::ConfigSource::start(
+        accord_gateway::federation::SourceSettings {
+            registry_url: pair.f.url.clone(),
+            instance: "TEST".into(),
+            anchor: pair.f.registry.keys().verifying_key(),
+            cache_file: pair.f.dir.path().join("forger-cache.json"),
+            grace_period: Duration::from_secs(60),
+            poll_wait: Duration::from_secs(1),
+            retry_delay: Duration::from_millis(100),
+        },
+    );
+    let federation = until("a configuration", || async { source.current().ok() }).await;
+    let trust = accord_gateway::tls::SharedTrust::new(
+        accord_gateway::tls::TrustView::from_federation(&federation).unwrap(),
+    );
+    let dir = &pair.consumer_files.dir;
+    let client = accord_gateway::tls::client_config(
+        trust.clone(),
+        &std::fs::read_to_string(dir.join("gw.crt")).unwrap(),
+        &std::fs::read_to_string(dir.join("gw.key")).unwrap(),
+    )
+    .unwrap();
+    let tcp = tokio::net::TcpStream::connect(pair.provider.provider_addr)
+        .await
+        .unwrap();
+    let (tls, _) = accord_gateway::tls::connect(
+        &client,
+        &trust,
+        rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap(),
+        accord_gateway::tls::ExpectedProvider {
+            member: PROVIDER.parse().unwrap(),
+            gateway: Some("gw1".into()),
+        },
+        tcp,
+    )
+    .await
+    .unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let request = http::Request::get(format!("/r1/{ECHO}/x"))
+        .header("host", "provider")
+        .header("x-road-client", "TEST/GOV/3000/other")
+        .header("x-road-id", "forged")
+        .header("x-accord-purpose", "tax-assessment")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 500);
+    assert_eq!(
+        response.headers()["x-road-error"],
+        "Server.ClientProxy.SslAuthenticationFailed"
+    );
+    // Refused with a receipt like every answer, and recorded.
+    assert!(response.headers().contains_key("x-accord-receipt"));
+    let entry = pair.provider_entry("forged").await;
+    assert_eq!(
+        entry.error_type.as_deref(),
+        Some("Server.ClientProxy.SslAuthenticationFailed")
+    );
+    assert!(
+        pair.f.seen.lock().unwrap().is_empty(),
+        "the backend was called"
     );
     pair.consumer.shutdown().await;
     pair.provider.shutdown().await;
