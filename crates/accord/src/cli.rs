@@ -111,6 +111,17 @@ pub enum GatewayCommand {
         #[arg(long, short, env = "ACCORD_GATEWAY_CONFIG")]
         config: PathBuf,
     },
+    /// Make a gateway's audit key (if the file does not exist) and register
+    /// its public half at the registry, as the member's administrator.
+    ///
+    /// Example: accord gateway audit-key EE/GOV/70000001/gw1 --key /etc/accord/gw1-audit.key
+    AuditKey {
+        /// The gateway: INSTANCE/CLASS/CODE/GATEWAY.
+        gateway: String,
+        /// The Ed25519 key file (PKCS#8 PEM, created 0600 if missing).
+        #[arg(long)]
+        key: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]

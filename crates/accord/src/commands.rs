@@ -42,6 +42,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Subsystem(cmd) => subsystem(&client()?, cmd, json).await,
         Command::Service(cmd) => service(&client()?, cmd, json).await,
         Command::Gateway(GatewayCommand::Serve { config }) => gateway_serve(&config).await,
+        Command::Gateway(GatewayCommand::AuditKey { gateway, key }) => {
+            gateway_audit_key(&client()?, &gateway, &key, json).await
+        }
         Command::GatewayCert(cmd) => gateway_cert(&client()?, cmd, json).await,
         Command::Agreement(cmd) => crate::agreement::run(&client()?, cmd, json).await,
         Command::Purpose(cmd) => crate::agreement::purpose(&client()?, cmd, json).await,
@@ -653,5 +656,59 @@ async fn gateway_serve(config: &std::path::Path) -> anyhow::Result<()> {
     );
     shutdown_signal().await;
     gateway.shutdown().await;
+    Ok(())
+}
+
+/// `accord gateway audit-key`: the key stays on the gateway's machine; the
+/// registry gets the public half, which every other gateway then uses to
+/// verify this one's receipts and checkpoints.
+async fn gateway_audit_key(
+    client: &RegistryClient,
+    gateway: &str,
+    key: &std::path::Path,
+    json: bool,
+) -> anyhow::Result<()> {
+    let (member, name) = gateway
+        .rsplit_once('/')
+        .with_context(|| format!("{gateway:?} is not INSTANCE/CLASS/CODE/GATEWAY"))?;
+    let member: MemberId = member
+        .parse()
+        .with_context(|| format!("{gateway:?} is not INSTANCE/CLASS/CODE/GATEWAY"))?;
+    let created = !key.exists();
+    let public = if created {
+        accord_ca::SigningKeyFile::generate(key)?
+    } else {
+        accord_ca::SigningKeyFile::load(key)?.verifying_key()
+    };
+    let path = format!(
+        "/api/v1/gateways/{}/{}/{}/{}/audit-key",
+        percent_encoding::utf8_percent_encode(
+            member.instance(),
+            percent_encoding::NON_ALPHANUMERIC
+        ),
+        percent_encoding::utf8_percent_encode(member.class(), percent_encoding::NON_ALPHANUMERIC),
+        percent_encoding::utf8_percent_encode(member.code(), percent_encoding::NON_ALPHANUMERIC),
+        percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC),
+    );
+    let body = serde_json::json!({ "public_key_pem": accord_ca::public_key_pem(&public) });
+    let answer: serde_json::Value = match client.write(Method::PUT, &path, Some(&body)).await {
+        Ok(answer) => answer,
+        Err(e) => {
+            // A key the registry refused is of no use: leave nothing behind.
+            if created {
+                let _ = std::fs::remove_file(key);
+            }
+            return Err(e);
+        }
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+    } else {
+        println!(
+            "registered the audit key of {gateway} (key id {}); the key stays in {}",
+            accord_audit::key_id(&public),
+            key.display()
+        );
+    }
     Ok(())
 }

@@ -275,3 +275,73 @@ async fn gateways_killed_under_load_restart_with_every_answered_exchange_in_a_ve
     assert_eq!(response.status(), 200);
     drop(registry);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_administrator_registers_its_gateways_audit_key_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo_dir = dir.path().join("demo");
+    let registry = Server::start(&[
+        "demo",
+        "--dir",
+        demo_dir.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--gateway-ports",
+        "0",
+        "--registry-only",
+    ])
+    .await;
+    let token = demo_dir.join("tokens/DEMO_MUN_75000001.token");
+    let key = dir.path().join("gw1-audit.key");
+    let run = |gateway: &'static str| {
+        let (url, token, key) = (registry.url.clone(), token.clone(), key.clone());
+        async move {
+            accord(&[
+                "--registry",
+                &url,
+                "--token-file",
+                token.to_str().unwrap(),
+                "gateway",
+                "audit-key",
+                gateway,
+                "--key",
+                key.to_str().unwrap(),
+            ])
+            .await
+        }
+    };
+    // Another member's gateway: refused, and no key file is left behind.
+    let out = run("DEMO/GOV/70000002/gw1").await;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("may not"), "{}", stderr(&out));
+    assert!(!key.exists());
+
+    let out = run("DEMO/MUN/75000001/gw1").await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("registered the audit key"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(crate::support::file_mode(&key), 0o600);
+    let public = accord_ca::public_key_pem(
+        &accord_ca::SigningKeyFile::load(&key)
+            .unwrap()
+            .verifying_key(),
+    );
+    let configuration: serde_json::Value =
+        reqwest::get(format!("{}/api/v1/federation/configuration", registry.url))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    let gateway = configuration["payload"]["gateways"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["member"] == "DEMO/MUN/75000001" && g["name"] == "gw1")
+        .unwrap()
+        .clone();
+    assert_eq!(gateway["audit_key_pem"].as_str(), Some(public.as_str()));
+}
