@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use accord_domain::agreement::index::{Index, IndexedAgreement};
 use accord_domain::configuration::SignedConfiguration;
-use accord_domain::{MemberId, ServiceId};
+use accord_domain::{MemberId, ServiceId, SubsystemId};
 use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -57,6 +57,13 @@ pub struct Federation {
     pub gateways_by_fingerprint: HashMap<String, (MemberId, String, String)>,
     /// Fingerprints of revoked certificates.
     pub revoked: HashSet<String>,
+    /// Subsystems of the federation's members.
+    pub subsystems: HashSet<SubsystemId>,
+    /// Positions in `signed.payload.gateways` of each member's gateways
+    /// that have a valid certificate.
+    pub gateways_by_member: HashMap<MemberId, Vec<usize>>,
+    /// Position in `signed.payload.gateways` by gateway path `MEMBER/NAME`.
+    pub gateway_by_path: HashMap<String, usize>,
 }
 
 impl Federation {
@@ -78,6 +85,26 @@ impl Federation {
                 );
             }
         }
+        let subsystems = p
+            .members
+            .iter()
+            .flat_map(|m| {
+                m.subsystems
+                    .iter()
+                    .filter_map(|code| m.id.subsystem(code).ok())
+            })
+            .collect();
+        let mut gateways_by_member: HashMap<MemberId, Vec<usize>> = HashMap::new();
+        let mut gateway_by_path = HashMap::new();
+        for (i, g) in p.gateways.iter().enumerate() {
+            gateway_by_path.insert(format!("{}/{}", g.member, g.name), i);
+            if !g.certificates.is_empty() {
+                gateways_by_member
+                    .entry(g.member.clone())
+                    .or_default()
+                    .push(i);
+            }
+        }
         let revoked = p
             .revoked_certificates
             .iter()
@@ -89,6 +116,9 @@ impl Federation {
             services,
             gateways_by_fingerprint,
             revoked,
+            subsystems,
+            gateways_by_member,
+            gateway_by_path,
         }
     }
 

@@ -112,8 +112,7 @@ impl Shared {
             .signed
             .payload
             .gateways
-            .iter()
-            .find(|g| format!("{}/{}", g.member, g.name) == log_id)?;
+            .get(*federation.gateway_by_path.get(log_id)?)?;
         let pem = gateway.audit_key_pem.as_ref()?;
         let mut keys = self.audit_keys.lock().ok()?;
         if let Some(key) = keys.get(pem) {

@@ -192,12 +192,7 @@ async fn exchange(
     }
 
     let federation = shared.federation(Origin::ConsumerGateway)?;
-    let registered = federation
-        .signed
-        .payload
-        .members
-        .iter()
-        .any(|m| m.id == *own && m.subsystems.iter().any(|s| s == h.client.code()));
+    let registered = federation.subsystems.contains(&h.client);
     if !registered {
         return Err(XRoadError::new(
             ErrorKind::UnknownClient,
@@ -235,20 +230,18 @@ async fn exchange(
 
     // Which gateway of the provider.
     let provider = resolved.service.member();
-    let gateways: Vec<_> = federation
-        .signed
-        .payload
-        .gateways
-        .iter()
-        .filter(|g| g.member == *provider && !g.certificates.is_empty())
-        .collect();
+    let gateways: &[usize] = federation
+        .gateways_by_member
+        .get(provider)
+        .map_or(&[], Vec::as_slice);
     if gateways.is_empty() {
         return Err(XRoadError::new(
             ErrorKind::ProviderUnreachable,
             format!("{provider} has no gateway registered in the federation"),
         ));
     }
-    let gateway = gateways[NEXT_GATEWAY.fetch_add(1, Ordering::Relaxed) % gateways.len()];
+    let gateway = &federation.signed.payload.gateways
+        [gateways[NEXT_GATEWAY.fetch_add(1, Ordering::Relaxed) % gateways.len()]];
     let tls = shared.tls(Origin::ConsumerGateway)?;
 
     // The request as it travels between the gateways.

@@ -218,20 +218,6 @@ async fn exchange(
     let origin = Origin::ProviderGateway;
     let (parts, body) = req.into_parts();
     let tls = shared.tls(origin)?;
-    if tls
-        .trust
-        .current()
-        .identity(&identity.fingerprint_sha256)
-        .is_err()
-    {
-        return Err(XRoadError::new(
-            ErrorKind::ClientNotOwned,
-            format!(
-                "the certificate of gateway {} is revoked or no longer registered",
-                identity.gateway_path()
-            ),
-        ));
-    }
     check_framing(&parts.headers).map_err(|e| {
         XRoadError::new(
             ErrorKind::BadRequest,
@@ -285,6 +271,23 @@ async fn exchange(
     bound.client = Some(h.client.clone());
     bound.message_id = Some(h.message_id.clone());
     bound.request_id = Some(request_id.clone());
+
+    // Checked per request, not only per connection: a certificate revoked
+    // while a kept-alive connection is open stops working now.
+    if tls
+        .trust
+        .current()
+        .identity(&identity.fingerprint_sha256)
+        .is_err()
+    {
+        return Err(XRoadError::new(
+            ErrorKind::ClientNotOwned,
+            format!(
+                "the certificate of gateway {} is revoked or no longer registered",
+                identity.gateway_path()
+            ),
+        ));
+    }
 
     if *h.client.member() != identity.member {
         return Err(XRoadError::new(

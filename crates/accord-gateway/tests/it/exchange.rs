@@ -1335,7 +1335,11 @@ async fn peer_faults_are_refused(engine: Engine) {
     );
 
     // The consumer gateway's certificate is revoked: the provider refuses it.
-    let digest_before = pair.provider.health().await.configuration.digest;
+    let digest_before = until("both gateways on one configuration", || async {
+        let provider = pair.provider.health().await.configuration.digest;
+        (provider == pair.consumer.health().await.configuration.digest).then_some(provider)
+    })
+    .await;
     revoke_certificate(
         &pair.f.registry,
         &Role::FederationAdmin,
@@ -1346,8 +1350,10 @@ async fn peer_faults_are_refused(engine: Engine) {
     )
     .await
     .unwrap();
-    until("the provider to see the revocation", || async {
-        (pair.provider.health().await.configuration.digest != digest_before).then_some(())
+    until("both gateways to see the revocation", || async {
+        let provider = pair.provider.health().await.configuration.digest;
+        let consumer = pair.consumer.health().await.configuration.digest;
+        (provider != digest_before && consumer == provider).then_some(())
     })
     .await;
     let response = call(&pair, "revoked").await.unwrap();
@@ -1523,6 +1529,42 @@ async fn a_gateway_cannot_speak_for_another_members_client(engine: Engine) {
         entry.error_type.as_deref(),
         Some("Server.ClientProxy.SslAuthenticationFailed")
     );
+    assert!(
+        pair.f.seen.lock().unwrap().is_empty(),
+        "the backend was called"
+    );
+
+    // The certificate is revoked while this connection stays open: the
+    // next request on it is refused.
+    let digest_before = pair.provider.health().await.configuration.digest;
+    revoke_certificate(
+        &pair.f.registry,
+        &Role::FederationAdmin,
+        &pair.consumer_files.serial,
+        &RevokeInput {
+            reason: Some("key compromise".into()),
+        },
+    )
+    .await
+    .unwrap();
+    until("the provider to see the revocation", || async {
+        (pair.provider.health().await.configuration.digest != digest_before).then_some(())
+    })
+    .await;
+    let request = http::Request::get(format!("/r1/{ECHO}/x"))
+        .header("host", "provider")
+        .header("x-road-client", CLIENT)
+        .header("x-road-id", "after-revocation")
+        .header("x-accord-purpose", "tax-assessment")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(
+        response.headers()["x-road-error"],
+        "Server.ClientProxy.SslAuthenticationFailed"
+    );
+    let entry = pair.provider_entry("after-revocation").await;
+    assert_eq!(entry.client, CLIENT);
     assert!(
         pair.f.seen.lock().unwrap().is_empty(),
         "the backend was called"

@@ -649,6 +649,9 @@ fn the_trust_view_follows_the_federation_configuration() {
             (PROVIDER.parse().unwrap(), "gw1".to_owned(), address.clone()),
         )]),
         revoked: HashSet::from([revoked.fingerprint.clone()]),
+        subsystems: HashSet::new(),
+        gateways_by_member: HashMap::new(),
+        gateway_by_path: HashMap::new(),
     };
     let view = TrustView::from_federation(&federation).unwrap();
     assert_eq!(view.identity(&valid.fingerprint), Ok(&valid.identity()));
