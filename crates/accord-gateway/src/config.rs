@@ -310,7 +310,7 @@ impl GatewayConfig {
             audit_database,
             limits,
             checkpoint_interval: Duration::from_millis(r.checkpoint_interval_ms.unwrap_or(10_000)),
-            records_interval: Duration::from_millis(r.records_interval_ms.unwrap_or(5_000)),
+            records_interval: Duration::from_millis(r.records_interval_ms.unwrap_or(1_000)),
         })
     }
 

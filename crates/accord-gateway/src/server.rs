@@ -61,6 +61,12 @@ use crate::tls::{self, SharedTrust, TrustView};
 
 pub(crate) type Body = Full<Bytes>;
 
+/// Largest read buffer per HTTP connection. Bodies pass through it in
+/// pieces of at most this size; with hyper's default (about 400 KiB) a
+/// gateway holding hundreds of kept-alive connections that once carried
+/// large bodies keeps tens of MiB resident.
+pub(crate) const BUFFER: usize = 16 * 1024;
+
 /// The TLS state, set once the first configuration arrives (the CA and the
 /// trusted gateways come from it).
 pub(crate) struct Tls {
@@ -164,7 +170,10 @@ impl Shared {
     ) -> Result<(Vec<u8>, Receipt), AuditError> {
         let entry = x.entry(status, error_type, response_body);
         let bytes = entry.canonical_bytes()?;
-        let receipt = self.audit.append(&entry).await?;
+        let text = String::from_utf8(bytes)
+            .map_err(|e| AuditError::Corrupt(format!("an entry is not UTF-8: {e}")))?;
+        let receipt = self.audit.append_canonical(text.clone()).await?;
+        let bytes = text.into_bytes();
         let side = match x.side {
             Side::Consumer => SideLabel::Consumer,
             Side::Provider => SideLabel::Provider,
@@ -440,6 +449,10 @@ pub struct Health {
 #[derive(Debug, Serialize)]
 pub struct AuditHealth {
     pub entries: u64,
+    /// Group commits since start, their mean size and duration.
+    pub commits: u64,
+    pub mean_batch: f64,
+    pub mean_commit_ms: f64,
     pub last_checkpoint_size: Option<u64>,
     pub last_checkpoint_at: Option<String>,
     pub anchored_size: Option<u64>,
@@ -461,12 +474,24 @@ impl Shared {
         let checkpoint = self.audit.latest_checkpoint().await;
         let (anchored_size, anchor_error) = self.records.anchor_status();
         let (queued, sent, dropped, last_error) = self.records.status();
+        let stats = self.audit.commit_stats();
         Health {
             ready,
             gateway: self.log_id.clone(),
             configuration,
             audit: AuditHealth {
                 entries: self.audit.size().await,
+                commits: stats.commits,
+                mean_batch: if stats.commits == 0 {
+                    0.0
+                } else {
+                    stats.entries as f64 / stats.commits as f64
+                },
+                mean_commit_ms: if stats.commits == 0 {
+                    0.0
+                } else {
+                    stats.commit_micros as f64 / stats.commits as f64 / 1000.0
+                },
                 last_checkpoint_size: checkpoint.as_ref().map(|c| c.checkpoint.size),
                 last_checkpoint_at: checkpoint.as_ref().and_then(|c| {
                     c.checkpoint
@@ -772,7 +797,7 @@ pub(crate) async fn serve_connection<IO, F, Fut>(
     });
     let connection = hyper::server::conn::http1::Builder::new()
         .keep_alive(true)
-        .max_buf_size(64 * 1024)
+        .max_buf_size(BUFFER)
         .serve_connection(TokioIo::new(io), service);
     tokio::pin!(connection);
     tokio::select! {

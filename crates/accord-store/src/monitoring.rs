@@ -45,48 +45,74 @@ fn record_from_row(row: &AnyRow) -> Result<OperationalRecord> {
     })
 }
 
+/// Columns of one record, in insert order.
+const COLUMNS: usize = 23;
+/// Rows per INSERT: one statement per chunk instead of one per record.
+/// Few: SQLite looks a named parameter up by scanning the statement's
+/// list, so binding costs grow with the square of the parameters.
+const ROWS_PER_INSERT: usize = 4;
+
+fn insert_statement(rows: usize) -> String {
+    let values: Vec<String> = (0..rows)
+        .map(|r| {
+            let params: Vec<String> = (1..=COLUMNS)
+                .map(|c| format!("${}", r * COLUMNS + c))
+                .collect();
+            format!("({})", params.join(", "))
+        })
+        .collect();
+    format!(
+        "INSERT INTO operational_records (gateway, record_id, side, client, service, method, path, \
+         purpose, agreement, agreement_version, grant_id, deny_reason, status, success, error_type, \
+         request_in_ms, request_out_ms, response_in_ms, response_out_ms, request_size, response_size, \
+         data_subject_pseudonym, received_at) VALUES {} \
+         ON CONFLICT (gateway, record_id) DO NOTHING",
+        values.join(", ")
+    )
+}
+
 impl Tx {
-    /// Stores a record unless the gateway already reported it; true if new.
-    pub async fn insert_operational_record(
+    /// Stores the records the gateway has not reported before; returns how
+    /// many were new.
+    pub async fn insert_operational_records(
         &mut self,
         gateway: &str,
-        r: &OperationalRecord,
+        records: &[OperationalRecord],
         at: &str,
-    ) -> Result<bool> {
-        let done = sqlx::query(
-            "INSERT INTO operational_records (gateway, record_id, side, client, service, method, path, \
-             purpose, agreement, agreement_version, grant_id, deny_reason, status, success, error_type, \
-             request_in_ms, request_out_ms, response_in_ms, response_out_ms, request_size, response_size, \
-             data_subject_pseudonym, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-             $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23) \
-             ON CONFLICT (gateway, record_id) DO NOTHING",
-        )
-        .bind(gateway.to_owned())
-        .bind(r.record_id.clone())
-        .bind(r.side.clone())
-        .bind(r.client.clone())
-        .bind(r.service.clone())
-        .bind(r.method.clone())
-        .bind(r.path.clone())
-        .bind(r.purpose.clone())
-        .bind(r.agreement.clone())
-        .bind(r.agreement_version.map(i64::from))
-        .bind(r.grant.clone())
-        .bind(r.deny_reason.clone())
-        .bind(i64::from(r.status))
-        .bind(i64::from(r.success))
-        .bind(r.error_type.clone())
-        .bind(r.request_in_ms)
-        .bind(r.request_out_ms)
-        .bind(r.response_in_ms)
-        .bind(r.response_out_ms)
-        .bind(i64::try_from(r.request_size).map_err(|e| corrupt("request size", e))?)
-        .bind(i64::try_from(r.response_size).map_err(|e| corrupt("response size", e))?)
-        .bind(r.data_subject_pseudonym.clone())
-        .bind(at.to_owned())
-        .execute(self.conn())
-        .await?;
-        Ok(done.rows_affected() == 1)
+    ) -> Result<u64> {
+        let mut inserted = 0;
+        for chunk in records.chunks(ROWS_PER_INSERT) {
+            let statement = insert_statement(chunk.len());
+            let mut query = sqlx::query(&statement);
+            for r in chunk {
+                query = query
+                    .bind(gateway.to_owned())
+                    .bind(r.record_id.clone())
+                    .bind(r.side.clone())
+                    .bind(r.client.clone())
+                    .bind(r.service.clone())
+                    .bind(r.method.clone())
+                    .bind(r.path.clone())
+                    .bind(r.purpose.clone())
+                    .bind(r.agreement.clone())
+                    .bind(r.agreement_version.map(i64::from))
+                    .bind(r.grant.clone())
+                    .bind(r.deny_reason.clone())
+                    .bind(i64::from(r.status))
+                    .bind(i64::from(r.success))
+                    .bind(r.error_type.clone())
+                    .bind(r.request_in_ms)
+                    .bind(r.request_out_ms)
+                    .bind(r.response_in_ms)
+                    .bind(r.response_out_ms)
+                    .bind(i64::try_from(r.request_size).map_err(|e| corrupt("request size", e))?)
+                    .bind(i64::try_from(r.response_size).map_err(|e| corrupt("response size", e))?)
+                    .bind(r.data_subject_pseudonym.clone())
+                    .bind(at.to_owned());
+            }
+            inserted += query.execute(self.conn()).await?.rows_affected();
+        }
+        Ok(inserted)
     }
 }
 

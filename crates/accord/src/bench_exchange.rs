@@ -126,6 +126,11 @@ pub struct BenchExchangeArgs {
     /// Log filter of the gateway processes (ACCORD_LOG); warn matches nginx's access_log off.
     #[arg(long, default_value = "warn")]
     pub gateway_log: String,
+    /// Worker threads of each gateway (`accord gateway serve --threads`).
+    /// Both gateways, the load generator, the backend and the registry
+    /// share this machine's cores; nginx runs two workers per instance.
+    #[arg(long, default_value_t = 1)]
+    pub gateway_threads: usize,
     /// Seconds to wait for the gateways to say they are ready.
     #[arg(long, default_value = "60", value_parser = parse_seconds)]
     pub gateway_timeout: Duration,
@@ -1764,6 +1769,8 @@ impl AccordPair {
                 .arg("serve")
                 .arg("--config")
                 .arg(&config)
+                .arg("--threads")
+                .arg(args.gateway_threads.to_string())
                 .current_dir(gw_dir)
                 .env("ACCORD_LOG", &args.gateway_log)
                 .env_remove("ACCORD_TOKEN")

@@ -45,6 +45,14 @@ pub struct Cli {
 
 impl Cli {
     /// Servers log what they do; client commands only their warnings.
+    /// The async runtime's worker threads, where the command sets them.
+    pub fn worker_threads(&self) -> Option<usize> {
+        match &self.command {
+            Command::Gateway(GatewayCommand::Serve { threads, .. }) => threads.map(|n| n.max(1)),
+            _ => None,
+        }
+    }
+
     pub fn default_log_filter(&self) -> &'static str {
         match &self.command {
             Command::Registry(RegistryCommand {
@@ -110,6 +118,10 @@ pub enum GatewayCommand {
         /// The gateway's configuration file.
         #[arg(long, short, env = "ACCORD_GATEWAY_CONFIG")]
         config: PathBuf,
+        /// Worker threads (default: one per CPU). Give 1 when several
+        /// gateways share a small machine.
+        #[arg(long, env = "ACCORD_GATEWAY_THREADS")]
+        threads: Option<usize>,
     },
     /// Make a gateway's audit key (if the file does not exist) and register
     /// its public half at the registry, as the member's administrator.

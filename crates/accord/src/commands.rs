@@ -41,7 +41,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Member(cmd) => member(&client()?, cmd, json).await,
         Command::Subsystem(cmd) => subsystem(&client()?, cmd, json).await,
         Command::Service(cmd) => service(&client()?, cmd, json).await,
-        Command::Gateway(GatewayCommand::Serve { config }) => gateway_serve(&config).await,
+        Command::Gateway(GatewayCommand::Serve { config, .. }) => gateway_serve(&config).await,
         Command::Gateway(GatewayCommand::AuditKey { gateway, key }) => {
             gateway_audit_key(&client()?, &gateway, &key, json).await
         }

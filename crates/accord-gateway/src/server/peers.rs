@@ -181,10 +181,11 @@ impl PeerPool {
         .await
         .map_err(|_| PeerError::Unreachable(format!("the TLS handshake with {address} timed out")))?
         .map_err(|e| PeerError::Unreachable(format!("TLS with {address}: {e}")))?;
-        let (sender, connection) =
-            hyper::client::conn::http1::handshake::<_, Body>(TokioIo::new(stream))
-                .await
-                .map_err(|e| PeerError::Unreachable(format!("HTTP with {address}: {e}")))?;
+        let (sender, connection) = hyper::client::conn::http1::Builder::new()
+            .max_buf_size(super::BUFFER)
+            .handshake::<_, Body>(TokioIo::new(stream))
+            .await
+            .map_err(|e| PeerError::Unreachable(format!("HTTP with {address}: {e}")))?;
         let ended = std::sync::Arc::new(Mutex::new(None));
         let reason = ended.clone();
         tokio::spawn(async move {
@@ -383,6 +384,7 @@ impl BackendClient {
         connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
         connector.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new())
+            .http1_max_buf_size(super::BUFFER)
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(MAX_IDLE_PER_PEER)
             .build(connector);

@@ -32,7 +32,7 @@ use crate::metrics::Metrics;
 /// Records kept while the registry is unreachable.
 pub(crate) const QUEUE_CAPACITY: usize = 100_000;
 /// Records per batch.
-const BATCH: usize = 1_000;
+const BATCH: usize = 250;
 
 #[derive(Default)]
 struct Inner {
@@ -230,23 +230,12 @@ struct AnchorState {
 
 /// Leaf hashes `[from, to)` from the log.
 async fn leaves(shared: &Shared, from: u64, to: u64) -> Result<Vec<Hash>, String> {
-    let mut out = Vec::with_capacity(usize::try_from(to - from).unwrap_or(0));
-    let mut cursor = shared.audit.entries(from);
-    while (out.len() as u64) < to - from {
-        let page = cursor.next_page().await.map_err(|e| e.to_string())?;
-        if page.is_empty() {
-            return Err(format!(
-                "the log ends at {} but its checkpoint says {to}",
-                from + out.len() as u64
-            ));
-        }
-        for entry in page {
-            if entry.index < to {
-                out.push(entry.leaf_hash);
-            }
-        }
-    }
-    Ok(out)
+    shared
+        .audit
+        .reader()
+        .leaf_hashes(from, to)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 async fn anchored_size(shared: &Shared, client: &reqwest::Client) -> Result<u64, String> {

@@ -26,6 +26,7 @@ on_both_engines!(
     a_crash_keeps_every_answered_entry_and_the_log_verifies,
     a_failed_commit_fails_its_exchanges_and_the_log_recovers,
     tampering_is_found_where_it_happened,
+    quotes_backslashes_and_unicode_are_stored_exactly,
 );
 
 fn settings(db: &TestDb, max_batch: usize) -> AuditLogSettings {
@@ -448,4 +449,31 @@ async fn tampering_is_found_where_it_happened(engine: Engine) {
         .await;
     let error = AuditLog::open(settings(&db, 8), key()).await.unwrap_err();
     assert!(format!("{error:#}").contains("removed"), "{error:#}");
+}
+
+/// X-Road identifiers may hold `'`, paths any text: what is stored is
+/// exactly the canonical bytes that were hashed.
+async fn quotes_backslashes_and_unicode_are_stored_exactly(engine: Engine) {
+    let Some(db) = TestDb::new(engine).await else {
+        return;
+    };
+    let log = AuditLog::open(settings(&db, 8), key()).await.unwrap();
+    let mut tricky = entry(0);
+    tricky.client = "TEST/GOV/O'Brien/it's".into();
+    tricky.path = "/a'b''c\\d\"e/'; DROP TABLE audit_entries; --/õ€😀\u{7}".into();
+    let receipt = log.append(&tricky).await.unwrap();
+    assert_receipt(&tricky, &receipt);
+    let plain = log.append(&entry(1)).await.unwrap();
+    assert_eq!(plain.index, 1);
+    log.close().await;
+    let reopened = AuditLog::open(settings(&db, 8), key()).await.unwrap();
+    let stored = stored_entries(&reopened).await;
+    assert_eq!(stored.len(), 2);
+    assert_eq!(stored[0].entry, tricky.canonical_bytes().unwrap());
+    assert_eq!(
+        AuditEntry::from_canonical_bytes(&stored[0].entry).unwrap(),
+        tricky
+    );
+    let report = reopened.verify(Vec::new()).await.unwrap();
+    assert!(report.problem.is_none(), "{report:?}");
 }

@@ -85,15 +85,11 @@ pub async fn ingest(registry: &Registry, batch: &RecordBatch) -> ApiResult<Batch
         )
     })?;
     let at = accord_store::now();
-    let mut accepted = 0;
-    for record in &batch.records {
-        if tx
-            .insert_operational_record(&batch.gateway, record, &at)
-            .await?
-        {
-            accepted += 1;
-        }
-    }
+    let accepted = usize::try_from(
+        tx.insert_operational_records(&batch.gateway, &batch.records, &at)
+            .await?,
+    )
+    .unwrap_or(usize::MAX);
     tx.commit().await?;
     Ok(BatchReceipt {
         accepted,
