@@ -303,6 +303,7 @@ impl AuditLog {
         let counters = Arc::new(Counters::default());
         let committer = Committer {
             counters: counters.clone(),
+            last_batch: 0,
             pool: pool.clone(),
             engine,
             force_synchronous_commit,
@@ -473,6 +474,9 @@ impl AuditLog {
 /// gateway's CPU).
 const MAX_ROWS_PER_INSERT: usize = 32;
 
+/// How long a loaded committer waits for a batch to fill.
+const LOADED_WAIT: Duration = Duration::from_micros(500);
+
 /// Rows per INSERT in a SQLite commit script (literals, no parameters).
 const SCRIPT_ROWS_PER_INSERT: usize = 256;
 
@@ -497,6 +501,8 @@ pub struct CommitStats {
 
 struct Committer {
     counters: Arc<Counters>,
+    /// Entries in the previous group commit.
+    last_batch: usize,
     pool: AnyPool,
     engine: Engine,
     force_synchronous_commit: bool,
@@ -525,8 +531,16 @@ impl Committer {
                     Err(_) => break,
                 }
             }
-            if !self.max_wait.is_zero() && !closing && !batch.is_empty() {
-                let deadline = tokio::time::Instant::now() + self.max_wait;
+            // Under load (the last commit carried several entries) wait a
+            // little for more: fewer, larger commits cost far less CPU and
+            // disk than many small ones. Idle, commit at once.
+            let wait = if self.last_batch > 1 {
+                self.max_wait.max(LOADED_WAIT)
+            } else {
+                self.max_wait
+            };
+            if !wait.is_zero() && !closing && !batch.is_empty() {
+                let deadline = tokio::time::Instant::now() + wait;
                 while batch.len() < self.max_batch && !closing {
                     match tokio::time::timeout_at(deadline, incoming.recv()).await {
                         Ok(Some(message)) => take(message, &mut batch, &mut incoming, &mut closing),
@@ -536,6 +550,7 @@ impl Committer {
             }
             if !batch.is_empty() {
                 let full = std::mem::replace(&mut batch, Vec::with_capacity(self.max_batch));
+                self.last_batch = full.len();
                 self.commit(full).await;
             }
         }
