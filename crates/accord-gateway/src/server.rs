@@ -385,6 +385,54 @@ impl Answer {
     }
 }
 
+/// Sets the X-Road headers a gateway sends on with a request it forwards:
+/// client and message ids, the user, issue and represented party it was
+/// given, and the purpose. Each value was parsed from a header, so it is a
+/// valid one; the error is for completeness.
+pub(crate) fn forward_xroad_headers(
+    headers: &mut HeaderMap,
+    h: &accord_xroad::XRoadRequestHeaders,
+    request_id: &accord_xroad::MessageId,
+) -> Result<(), XRoadError> {
+    use accord_xroad::request::{
+        X_ACCORD_PURPOSE, X_ROAD_CLIENT, X_ROAD_ID, X_ROAD_ISSUE, X_ROAD_REPRESENTED_PARTY,
+        X_ROAD_REQUEST_ID, X_ROAD_USER_ID,
+    };
+    let client = h.client.to_encoded();
+    let party = h.represented_party.as_ref().map(|p| p.to_encoded());
+    let values = [
+        (X_ROAD_CLIENT, Some(client.as_str())),
+        (X_ROAD_ID, Some(h.message_id.as_str())),
+        (X_ROAD_REQUEST_ID, Some(request_id.as_str())),
+        (X_ROAD_USER_ID, h.user_id.as_deref()),
+        (X_ROAD_ISSUE, h.issue.as_deref()),
+        (X_ROAD_REPRESENTED_PARTY, party.as_deref()),
+        (X_ACCORD_PURPOSE, h.purpose.as_deref()),
+    ];
+    for (name, value) in values {
+        if let Some(value) = value {
+            set_header(headers, name, value)?;
+        }
+    }
+    Ok(())
+}
+
+/// Sets one header, refusing a value HTTP cannot carry.
+pub(crate) fn set_header(
+    headers: &mut HeaderMap,
+    name: http::HeaderName,
+    value: &str,
+) -> Result<(), XRoadError> {
+    let value = HeaderValue::from_str(value).map_err(|_| {
+        XRoadError::new(
+            ErrorKind::InvalidHeader,
+            format!("{name} cannot be carried in an HTTP header"),
+        )
+    })?;
+    headers.insert(name, value);
+    Ok(())
+}
+
 /// Logs an error answer with its detail id (the client sees the same id).
 pub(crate) fn log_error(side: &str, x: &Exchange, error: &XRoadError, detail: &str) {
     if matches!(error.kind, ErrorKind::AccessDenied(..)) {

@@ -18,16 +18,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use accord_audit::{AuditDecision, Side};
-use accord_xroad::request::{
-    X_ACCORD_PURPOSE, X_ACCORD_SUBJECT, X_ROAD_CLIENT, X_ROAD_ID, X_ROAD_ISSUE,
-    X_ROAD_REPRESENTED_PARTY, X_ROAD_REQUEST_ID, X_ROAD_USER_ID,
-};
+use accord_xroad::request::X_ACCORD_SUBJECT;
 use accord_xroad::{
     check_framing, filter_request_headers, filter_response_headers, format_request_target,
     parse_request_headers, AgreementRef, ErrorKind, Limits, MessageId, Origin, RequestHash,
     RequestTarget, ResponseHeaders, XRoadError,
 };
-use http::{HeaderMap, HeaderValue, Request, Response};
+use http::{Request, Response};
 use hyper::body::Incoming;
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
@@ -110,17 +107,6 @@ async fn handle(
 
 /// Round robin over a provider's gateways.
 static NEXT_GATEWAY: AtomicUsize = AtomicUsize::new(0);
-
-fn set(headers: &mut HeaderMap, name: http::HeaderName, value: &str) -> Result<(), XRoadError> {
-    let value = HeaderValue::from_str(value).map_err(|_| {
-        XRoadError::new(
-            ErrorKind::InvalidHeader,
-            format!("{name} cannot be carried in an HTTP header"),
-        )
-    })?;
-    headers.insert(name, value);
-    Ok(())
-}
 
 async fn exchange(
     shared: &Shared,
@@ -250,23 +236,9 @@ async fn exchange(
     let request_id = MessageId::generate();
     x.request_id = request_id.as_str().to_owned();
     let mut headers = filter_request_headers(&parts.headers);
-    set(&mut headers, X_ROAD_CLIENT, &h.client.to_encoded())?;
-    set(&mut headers, X_ROAD_ID, h.message_id.as_str())?;
-    set(&mut headers, X_ROAD_REQUEST_ID, request_id.as_str())?;
-    if let Some(v) = &h.user_id {
-        set(&mut headers, X_ROAD_USER_ID, v)?;
-    }
-    if let Some(v) = &h.issue {
-        set(&mut headers, X_ROAD_ISSUE, v)?;
-    }
-    if let Some(v) = &h.represented_party {
-        set(&mut headers, X_ROAD_REPRESENTED_PARTY, &v.to_encoded())?;
-    }
-    if let Some(v) = &h.purpose {
-        set(&mut headers, X_ACCORD_PURPOSE, v)?;
-    }
+    super::forward_xroad_headers(&mut headers, &h, &request_id)?;
     if let Some(v) = &h.subject {
-        set(&mut headers, X_ACCORD_SUBJECT, v)?;
+        super::set_header(&mut headers, X_ACCORD_SUBJECT, v)?;
     }
     let request_hash = RequestHash::compute(&parts.method, &forward_target, &headers, &body);
     let outgoing = Outgoing {

@@ -14,10 +14,7 @@ use std::time::{Duration, Instant};
 
 use accord_audit::Side;
 use accord_domain::agreement::decision::DecisionRequest;
-use accord_xroad::request::{
-    X_ACCORD_PURPOSE, X_ROAD_CLIENT, X_ROAD_ID, X_ROAD_ISSUE, X_ROAD_REPRESENTED_PARTY,
-    X_ROAD_REQUEST_ID, X_ROAD_USER_ID,
-};
+use accord_xroad::request::X_ROAD_ID;
 use accord_xroad::response::{X_ACCORD_AGREEMENT, X_ROAD_REQUEST_HASH};
 use accord_xroad::{
     check_framing, filter_request_headers, filter_response_headers, parse_request_headers,
@@ -182,12 +179,6 @@ async fn handle(
             answer.into_response()
         }
         Err(e) => audit_failed(Origin::ProviderGateway, &x, &e),
-    }
-}
-
-fn set(headers: &mut HeaderMap, name: http::HeaderName, value: &str) {
-    if let Ok(value) = HeaderValue::from_str(value) {
-        headers.insert(name, value);
     }
 }
 
@@ -375,28 +366,14 @@ async fn exchange(
     // The backend.
     let uri = backend_uri(backend, &resolved.backend_path_and_query())?;
     let mut headers = filter_request_headers(&parts.headers);
-    set(&mut headers, X_ROAD_CLIENT, &h.client.to_encoded());
-    set(&mut headers, X_ROAD_ID, h.message_id.as_str());
-    set(&mut headers, X_ROAD_REQUEST_ID, request_id.as_str());
-    if let Some(v) = &h.user_id {
-        set(&mut headers, X_ROAD_USER_ID, v);
-    }
-    if let Some(v) = &h.issue {
-        set(&mut headers, X_ROAD_ISSUE, v);
-    }
-    if let Some(v) = &h.represented_party {
-        set(&mut headers, X_ROAD_REPRESENTED_PARTY, &v.to_encoded());
-    }
-    if let Some(v) = &h.purpose {
-        set(&mut headers, X_ACCORD_PURPOSE, v);
-    }
+    super::forward_xroad_headers(&mut headers, &h, &request_id)?;
     if let Some(reference) = &agreement_header {
         if let Ok(v) = reference.header_value() {
             headers.insert(X_ACCORD_AGREEMENT, v);
         }
     }
     if let Some(authority) = uri.authority() {
-        set(&mut headers, http::header::HOST, authority.as_str());
+        super::set_header(&mut headers, http::header::HOST, authority.as_str())?;
     }
     let mut request = Request::new(http_body_util::Full::new(body));
     *request.method_mut() = parts.method.clone();
