@@ -56,7 +56,24 @@ impl DemoGateways {
     }
 }
 
-fn free_port() -> anyhow::Result<u16> {
+/// A free loopback port below the kernel's ephemeral range. A port chosen
+/// now and listened on later (after it went into a certificate or a
+/// configuration) must not meanwhile become some outgoing connection's
+/// ephemeral port, which happens often enough in the ephemeral range when
+/// many programs (or tests) run at once.
+pub fn free_port() -> anyhow::Result<u16> {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let floor = 10_000u16.min(ephemeral_low.saturating_sub(1_000));
+    let span = ephemeral_low.saturating_sub(floor).max(1);
+    for _ in 0..200 {
+        let port = floor + rand::random::<u16>() % span;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())

@@ -191,9 +191,7 @@ pub async fn seed(
             // Every member that runs systems gets a gateway certificate,
             // with its key kept beside the demo (owner-only).
             let port = if first_gateway_port == 0 {
-                std::net::TcpListener::bind("127.0.0.1:0")?
-                    .local_addr()?
-                    .port()
+                gateways::free_port()?
             } else {
                 gateway_port
             };
