@@ -751,7 +751,10 @@ impl Gateway {
             anchor,
             cache_file: config.state_dir.join("configuration.json"),
             grace_period: config.grace_period,
-            poll_wait: Duration::from_secs(25),
+            // The registry confirms the configuration when a long poll
+            // returns: poll well within the grace period.
+            poll_wait: (config.grace_period / 3)
+                .clamp(Duration::from_secs(1), Duration::from_secs(25)),
             retry_delay: Duration::from_millis(500),
         });
 

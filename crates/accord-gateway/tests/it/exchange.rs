@@ -1426,6 +1426,11 @@ async fn past_the_grace_period_the_gateway_refuses_and_says_why(engine: Engine) 
     let Some(mut pair) = Pair::start(engine).await else {
         return;
     };
+    // With the registry up, the long polls keep confirming the
+    // configuration: longer than the grace period (2 s), still ready.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let health = pair.consumer.health().await;
+    assert!(health.ready, "{:?}", health.configuration);
     pair.f.stop_registry();
     let call = |pair: &Pair, id: &'static str| {
         pair.get(&format!("/r1/{ECHO}/x"))
