@@ -492,6 +492,49 @@ where
     }
 }
 
+/// Ends an exchange on either side: renders an error answer (logged with
+/// the detail id its client sees), lets `finish` add headers, and records
+/// the entry. Returns the answer with the entry's canonical bytes and
+/// receipt, or, if the entry could not be recorded, the internal error to
+/// send instead.
+pub(crate) async fn conclude(
+    shared: &Shared,
+    origin: Origin,
+    x: &mut Exchange,
+    result: Result<Answer, XRoadError>,
+    finish: impl FnOnce(&mut Answer),
+) -> Result<(Answer, Vec<u8>, Receipt), Response<Body>> {
+    let side = match origin {
+        Origin::ConsumerGateway => "consumer",
+        Origin::ProviderGateway => "provider",
+    };
+    let mut answer = match result {
+        Ok(answer) => answer,
+        Err(error) => {
+            let detail = accord_xroad::uuid_v4();
+            log_error(side, x, &error, &detail);
+            Answer::error(&error, &detail)
+        }
+    };
+    finish(&mut answer);
+    if x.exchange_id.is_empty() {
+        // The request had no usable X-Road-Id: the entry still needs one.
+        x.exchange_id = accord_xroad::uuid_v4();
+    }
+    let recorded = shared
+        .record(
+            x,
+            answer.status.as_u16(),
+            answer.error_type.as_deref(),
+            &answer.body,
+        )
+        .await;
+    match recorded {
+        Ok((bytes, receipt)) => Ok((answer, bytes, receipt)),
+        Err(e) => Err(audit_failed(origin, x, &e)),
+    }
+}
+
 /// The answer when the audit log cannot take an entry: the exchange fails,
 /// whatever its result was, because an unrecorded exchange must not happen.
 pub(crate) fn audit_failed(origin: Origin, x: &Exchange, e: &AuditError) -> Response<Body> {

@@ -32,8 +32,8 @@ use tokio::sync::watch;
 
 use super::peers::{Outgoing, PeerError};
 use super::{
-    audit_failed, log_error, operations, read_body, serve_connection, sha256_hex, Answer, Body,
-    BodyError, Exchange, Shared,
+    conclude, operations, read_body, serve_connection, sha256_hex, Answer, Body, BodyError,
+    Exchange, Shared,
 };
 use crate::receipt::{self, Expected, X_ACCORD_RECEIPT, X_ACCORD_RECEIPT_PROOF};
 use crate::tls::ExpectedProvider;
@@ -79,29 +79,10 @@ async fn handle(
         .map_or("/", |p| p.as_str())
         .to_owned();
     let mut x = Exchange::begin(Side::Consumer, req.method().as_str(), &raw_target);
-    let answer = match exchange(&shared, &mut x, address, &raw_target, req).await {
-        Ok(answer) => answer,
-        Err(error) => {
-            let detail = accord_xroad::uuid_v4();
-            log_error("consumer", &x, &error, &detail);
-            Answer::error(&error, &detail)
-        }
-    };
-    if x.exchange_id.is_empty() {
-        // The request had no usable X-Road-Id: the entry still needs one.
-        x.exchange_id = accord_xroad::uuid_v4();
-    }
-    match shared
-        .record(
-            &x,
-            answer.status.as_u16(),
-            answer.error_type.as_deref(),
-            &answer.body,
-        )
-        .await
-    {
-        Ok(_) => answer.into_response(),
-        Err(e) => audit_failed(Origin::ConsumerGateway, &x, &e),
+    let result = exchange(&shared, &mut x, address, &raw_target, req).await;
+    match conclude(&shared, Origin::ConsumerGateway, &mut x, result, |_| {}).await {
+        Ok((answer, _, _)) => answer.into_response(),
+        Err(refusal) => refusal,
     }
 }
 

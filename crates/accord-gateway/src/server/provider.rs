@@ -29,8 +29,7 @@ use tokio::sync::watch;
 
 use super::peers::BackendError;
 use super::{
-    audit_failed, log_error, read_body, serve_connection, sha256_hex, Answer, Body, BodyError,
-    Exchange, Shared,
+    conclude, read_body, serve_connection, sha256_hex, Answer, Body, BodyError, Exchange, Shared,
 };
 use crate::metrics::{SideLabel, SideOnly};
 use crate::quota::Outcome;
@@ -152,33 +151,14 @@ async fn handle(
         .to_owned();
     let mut x = Exchange::begin(Side::Provider, req.method().as_str(), &raw_target);
     let mut bound = Bound::default();
-    let mut answer = match exchange(&shared, &mut x, &mut bound, &identity, &raw_target, req).await
-    {
-        Ok(answer) => answer,
-        Err(error) => {
-            let detail = accord_xroad::uuid_v4();
-            log_error("provider", &x, &error, &detail);
-            Answer::error(&error, &detail)
-        }
-    };
-    bound.apply(&mut answer.headers);
-    if x.exchange_id.is_empty() {
-        x.exchange_id = accord_xroad::uuid_v4();
-    }
-    match shared
-        .record(
-            &x,
-            answer.status.as_u16(),
-            answer.error_type.as_deref(),
-            &answer.body,
-        )
-        .await
-    {
-        Ok((entry_bytes, receipt)) => {
+    let result = exchange(&shared, &mut x, &mut bound, &identity, &raw_target, req).await;
+    let finish = |answer: &mut Answer| bound.apply(&mut answer.headers);
+    match conclude(&shared, Origin::ProviderGateway, &mut x, result, finish).await {
+        Ok((mut answer, entry_bytes, receipt)) => {
             receipt::add_headers(&mut answer.headers, &entry_bytes, &receipt);
             answer.into_response()
         }
-        Err(e) => audit_failed(Origin::ProviderGateway, &x, &e),
+        Err(refusal) => refusal,
     }
 }
 
