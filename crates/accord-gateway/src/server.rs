@@ -255,7 +255,14 @@ pub(crate) fn clip(s: &str, max: usize) -> String {
 }
 
 impl Exchange {
-    pub fn begin(side: Side, method: &str, raw_target: &str) -> Exchange {
+    /// An exchange as it arrives. Until the request is understood, its path
+    /// is the raw target without the query (which may carry personal data),
+    /// with the data subject, if the request names one, already replaced.
+    pub fn begin(side: Side, method: &str, raw_target: &str, headers: &HeaderMap) -> Exchange {
+        let path = raw_target.split('?').next().unwrap_or_default();
+        let subject = headers
+            .get(accord_xroad::request::X_ACCORD_SUBJECT)
+            .and_then(|v| v.to_str().ok());
         Exchange {
             started: Instant::now(),
             at: OffsetDateTime::now_utc(),
@@ -265,7 +272,7 @@ impl Exchange {
             client: String::new(),
             service: String::new(),
             method: clip(method, 16),
-            path: clip(raw_target, 2000),
+            path: clip(&recorded_path(path, subject), 2000),
             purpose: None,
             agreement: None,
             grant: None,

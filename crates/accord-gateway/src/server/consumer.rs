@@ -78,7 +78,12 @@ async fn handle(
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_owned();
-    let mut x = Exchange::begin(Side::Consumer, req.method().as_str(), &raw_target);
+    let mut x = Exchange::begin(
+        Side::Consumer,
+        req.method().as_str(),
+        &raw_target,
+        req.headers(),
+    );
     let result = exchange(&shared, &mut x, address, &raw_target, req).await;
     match conclude(&shared, Origin::ConsumerGateway, &mut x, result, |_| {}).await {
         Ok((answer, _, _)) => answer.into_response(),

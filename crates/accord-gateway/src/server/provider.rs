@@ -149,7 +149,12 @@ async fn handle(
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_owned();
-    let mut x = Exchange::begin(Side::Provider, req.method().as_str(), &raw_target);
+    let mut x = Exchange::begin(
+        Side::Provider,
+        req.method().as_str(),
+        &raw_target,
+        req.headers(),
+    );
     let mut bound = Bound::default();
     let result = exchange(&shared, &mut x, &mut bound, &identity, &raw_target, req).await;
     let finish = |answer: &mut Answer| bound.apply(&mut answer.headers);

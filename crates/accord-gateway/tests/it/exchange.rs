@@ -1185,6 +1185,25 @@ async fn malformed_requests_get_xroad_errors_and_audit_entries(engine: Engine) {
     // Nothing reached the provider.
     assert!(log_entries(&pair.provider_db()).await.is_empty());
 
+    // A request refused before it is understood still keeps the data
+    // subject out of the log: the query is not recorded, the subject in
+    // the path is replaced.
+    let (status, _, _) = raw(
+        gw,
+        "127.0.0.1",
+        &format!(
+            "GET /r1/{PEOPLE}/people/38001010001?code=38001010001 HTTP/1.1\r\nHost: gw\r\n\
+             X-Accord-Subject: 38001010001\r\nConnection: close\r\n\r\n"
+        ),
+    )
+    .await;
+    assert_eq!(status, 400);
+    let entries = log_entries(&pair.consumer_db()).await;
+    let last = entries.last().unwrap();
+    assert_eq!(last.path, format!("/r1/{PEOPLE}/people/{{subject}}"));
+    let text = serde_json::to_string(last).unwrap();
+    assert!(!text.contains("38001010001"), "{text}");
+
     // Request smuggling: a length and a chunked body at once, with a second
     // request hidden where the length says the body is. The connection is
     // kept alive: whatever the first answer, the hidden request must never
