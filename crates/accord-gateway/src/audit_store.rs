@@ -1071,7 +1071,7 @@ impl LogReader {
             )
             .bind(to_i64(next)?)
             .bind(to_i64(to)?)
-            .bind(PAGE * 10)
+            .bind(PAGE)
             .fetch_all(&self.pool)
             .await?;
             if rows.is_empty() {
