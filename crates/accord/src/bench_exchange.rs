@@ -81,9 +81,9 @@ use tokio::process::{Child, Command};
 use tokio::sync::{oneshot, Barrier};
 use tokio::task::JoinSet;
 
-use accord_domain::agreement::{canonical, AgreementTerms};
+use accord_domain::agreement::AgreementTerms;
 use accord_domain::{MemberId, Role};
-use accord_registry::api::agreements::{self as agreement_ops, Actor, DraftInput, SignatureInput};
+use accord_registry::api::agreements as agreement_ops;
 use accord_registry::api::audit::{register_audit_key, AuditKeyInput};
 use accord_registry::api::gateways::{issue_certificate, CertificateInput};
 use accord_registry::api::keys::{add_purpose, register_key, PurposeInput, SigningKeyInput};
@@ -2024,40 +2024,9 @@ async fn seed_federation(
     let now = time::OffsetDateTime::now_utc();
     terms.validity.start = now - time::Duration::days(1);
     terms.validity.end = Some(now + time::Duration::days(30));
-    let actor = |member: &MemberId| Actor {
-        role: Role::MemberAdmin {
-            member: member.clone(),
-        },
-        name: format!("accord bench exchange, for {member}"),
-    };
-    let draft = agreement_ops::draft(
-        registry,
-        &actor(&provider),
-        &DraftInput {
-            id: "exchange-benchmark".into(),
-            terms,
-        },
-    )
-    .await
-    .map_err(seed_error("drafting the agreement"))?;
-    let proposed = agreement_ops::propose(registry, &actor(&provider), &draft.id, draft.version)
+    let signed = agreement_ops::establish(registry, "exchange-benchmark", terms, &keys)
         .await
-        .map_err(seed_error("proposing the agreement"))?;
-    let digest = proposed
-        .digest
-        .clone()
-        .context("a proposed agreement has no digest")?;
-    let mut signed = proposed;
-    for (member, key) in &keys {
-        let input = SignatureInput {
-            member: member.to_string(),
-            key_id: canonical::key_id(&key.verifying_key()),
-            signature: canonical::sign(key, &digest),
-        };
-        signed = agreement_ops::sign(registry, &actor(member), &draft.id, draft.version, &input)
-            .await
-            .map_err(seed_error("signing the agreement"))?;
-    }
+        .map_err(seed_error("establishing the agreement"))?;
     if signed.state != accord_domain::agreement::AgreementState::Active {
         bail!(
             "the benchmark agreement is {} after both signatures, not active",

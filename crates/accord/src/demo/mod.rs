@@ -19,11 +19,9 @@ use anyhow::Context;
 use serde::Deserialize;
 
 use accord_domain::agreement::lifecycle::Action;
-use accord_domain::agreement::{canonical, AgreementTerms};
+use accord_domain::agreement::AgreementTerms;
 use accord_domain::{MemberId, Role};
-use accord_registry::api::agreements::{
-    self as agreement_ops, Actor, DraftInput, ReasonInput, SignatureInput,
-};
+use accord_registry::api::agreements::{self as agreement_ops, Actor, ReasonInput};
 use accord_registry::api::gateways::{issue_certificate, CertificateInput};
 use accord_registry::api::keys::{register_key, SigningKeyInput};
 use accord_registry::api::members::{add_member, ContactInput, MemberInput};
@@ -308,20 +306,6 @@ async fn seed_agreements(
             .map(|p| p.member.clone())
             .context("a demo agreement has no parties")?;
         let what = format!("agreement {}", agreement.id);
-        let draft = agreement_ops::draft(
-            registry,
-            &actor(&first),
-            &DraftInput {
-                id: agreement.id.clone(),
-                terms: terms.clone(),
-            },
-        )
-        .await
-        .map_err(demo_error(what.clone()))?;
-        let proposed = agreement_ops::propose(registry, &actor(&first), &draft.id, draft.version)
-            .await
-            .map_err(demo_error(what.clone()))?;
-        let digest = proposed.digest.clone().unwrap_or_default();
         let signers: Vec<MemberId> = if agreement.state == "proposed" {
             agreement
                 .signed_by
@@ -332,20 +316,18 @@ async fn seed_agreements(
         } else {
             terms.parties.iter().map(|p| p.member.clone()).collect()
         };
-        for member in signers {
-            let (_, key) = keys
-                .iter()
-                .find(|(m, _)| m == &member)
-                .context("a demo signer has no key")?;
-            let input = SignatureInput {
-                member: member.to_string(),
-                key_id: canonical::key_id(&key.verifying_key()),
-                signature: canonical::sign(key, &digest),
-            };
-            agreement_ops::sign(registry, &actor(&member), &draft.id, draft.version, &input)
-                .await
-                .map_err(demo_error(format!("{what}, signature of {member}")))?;
-        }
+        let signers = signers
+            .into_iter()
+            .map(|member| {
+                keys.iter()
+                    .find(|(m, _)| *m == member)
+                    .cloned()
+                    .context("a demo signer has no key")
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let established = agreement_ops::establish(registry, &agreement.id, terms, &signers)
+            .await
+            .map_err(demo_error(what.clone()))?;
         if agreement.state == "suspended" {
             let reason = ReasonInput {
                 reason: agreement.reason.clone(),
@@ -353,7 +335,7 @@ async fn seed_agreements(
             agreement_ops::change_state(
                 registry,
                 &actor(&first),
-                &draft.id,
+                &established.id,
                 Action::Suspend,
                 &reason,
             )
