@@ -902,6 +902,34 @@ impl Gateway {
     }
 }
 
+/// Accepts connections until the gateway stops, each (without Nagle's
+/// delay) handed to `on_connection` in a task of its own.
+pub(crate) async fn accept_loop<F, Fut>(
+    side: &'static str,
+    listener: TcpListener,
+    mut stopped: watch::Receiver<bool>,
+    on_connection: F,
+) where
+    F: Fn(tokio::net::TcpStream, SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, address)) => {
+                    let _ = stream.set_nodelay(true);
+                    tokio::spawn(on_connection(stream, address));
+                }
+                Err(e) => {
+                    tracing::warn!(side, error = %e, "accepting a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = stopped.changed() => break,
+        }
+    }
+}
+
 /// Serves one connection's requests with `handler` until the peer closes
 /// it or the gateway stops.
 pub(crate) async fn serve_connection<IO, F, Fut>(

@@ -32,8 +32,8 @@ use tokio::sync::watch;
 
 use super::peers::{Outgoing, PeerError};
 use super::{
-    conclude, operations, read_body, serve_connection, sha256_hex, Answer, Body, BodyError,
-    Exchange, Shared,
+    accept_loop, conclude, operations, read_body, serve_connection, sha256_hex, Answer, Body,
+    BodyError, Exchange, Shared,
 };
 use crate::receipt::{self, Expected, X_ACCORD_RECEIPT, X_ACCORD_RECEIPT_PROOF};
 use crate::tls::ExpectedProvider;
@@ -41,26 +41,16 @@ use crate::tls::ExpectedProvider;
 pub(crate) async fn serve(
     shared: Arc<Shared>,
     listener: TcpListener,
-    mut stopped: watch::Receiver<bool>,
+    stopped: watch::Receiver<bool>,
 ) {
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, address)) => {
-                    let _ = stream.set_nodelay(true);
-                    let shared = shared.clone();
-                    tokio::spawn(serve_connection(stream, stopped.clone(), move |req| {
-                        handle(shared.clone(), address, req)
-                    }));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "accepting on the consumer side");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-            },
-            _ = stopped.changed() => break,
-        }
-    }
+    let connections = stopped.clone();
+    accept_loop("consumer", listener, stopped, move |stream, address| {
+        let shared = shared.clone();
+        serve_connection(stream, connections.clone(), move |req| {
+            handle(shared.clone(), address, req)
+        })
+    })
+    .await;
 }
 
 async fn handle(

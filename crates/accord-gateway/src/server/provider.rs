@@ -29,7 +29,8 @@ use tokio::sync::watch;
 
 use super::peers::BackendError;
 use super::{
-    conclude, read_body, serve_connection, sha256_hex, Answer, Body, BodyError, Exchange, Shared,
+    accept_loop, conclude, read_body, serve_connection, sha256_hex, Answer, Body, BodyError,
+    Exchange, Shared,
 };
 use crate::metrics::{SideLabel, SideOnly};
 use crate::quota::Outcome;
@@ -41,53 +42,52 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) async fn serve(
     shared: Arc<Shared>,
     listener: TcpListener,
-    mut stopped: watch::Receiver<bool>,
+    stopped: watch::Receiver<bool>,
 ) {
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, address)) => {
-                    let _ = stream.set_nodelay(true);
-                    let shared = shared.clone();
-                    let stopped = stopped.clone();
-                    tokio::spawn(async move {
-                        let Some(tls) = shared.tls.get() else {
-                            tracing::warn!(peer = %address, "refusing a gateway connection: no federation configuration yet");
-                            return;
-                        };
-                        let accepted = tokio::time::timeout(
-                            HANDSHAKE_TIMEOUT,
-                            tls::accept(&tls.server, &tls.trust, stream, &address.to_string()),
-                        )
-                        .await;
-                        match accepted {
-                            Ok(Ok((stream, identity))) => {
-                                let identity = Arc::new(identity);
-                                serve_connection(stream, stopped, move |req| {
-                                    handle(shared.clone(), identity.clone(), req)
-                                })
-                                .await;
-                            }
-                            Ok(Err(e)) => {
-                                shared
-                                    .metrics
-                                    .tls_refusals
-                                    .get_or_create(&SideOnly { side: SideLabel::Provider })
-                                    .inc();
-                                tracing::warn!(peer = %address, error = %e, "refused a gateway connection");
-                            }
-                            Err(_) => {
-                                tracing::warn!(peer = %address, "a gateway connection did not complete its TLS handshake in time");
-                            }
-                        }
-                    });
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "accepting on the provider side");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            _ = stopped.changed() => break,
+    let connections = stopped.clone();
+    accept_loop("provider", listener, stopped, move |stream, address| {
+        connection(shared.clone(), stream, address, connections.clone())
+    })
+    .await;
+}
+
+/// One gateway's connection: the TLS handshake (refusals counted and
+/// logged), then its requests.
+async fn connection(
+    shared: Arc<Shared>,
+    stream: tokio::net::TcpStream,
+    address: std::net::SocketAddr,
+    stopped: watch::Receiver<bool>,
+) {
+    let Some(tls) = shared.tls.get() else {
+        tracing::warn!(peer = %address, "refusing a gateway connection: no federation configuration yet");
+        return;
+    };
+    let accepted = tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        tls::accept(&tls.server, &tls.trust, stream, &address.to_string()),
+    )
+    .await;
+    match accepted {
+        Ok(Ok((stream, identity))) => {
+            let identity = Arc::new(identity);
+            serve_connection(stream, stopped, move |req| {
+                handle(shared.clone(), identity.clone(), req)
+            })
+            .await;
+        }
+        Ok(Err(e)) => {
+            shared
+                .metrics
+                .tls_refusals
+                .get_or_create(&SideOnly {
+                    side: SideLabel::Provider,
+                })
+                .inc();
+            tracing::warn!(peer = %address, error = %e, "refused a gateway connection");
+        }
+        Err(_) => {
+            tracing::warn!(peer = %address, "a gateway connection did not complete its TLS handshake in time");
         }
     }
 }
