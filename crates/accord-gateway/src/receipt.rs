@@ -238,3 +238,173 @@ pub fn verify(
         checkpoint_size: cp.size,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use accord_audit::{AuditDecision, Batch, Checkpoint, CompactRange};
+    use ed25519_dalek::SigningKey;
+
+    const LOG: &str = "TEST/GOV/2000/gw1";
+
+    fn entry(n: u64) -> AuditEntry {
+        AuditEntry {
+            exchange_id: format!("x-{n}"),
+            request_id: format!("r-{n}"),
+            at: time::macros::datetime!(2026-03-01 12:00:00 UTC),
+            side: Side::Provider,
+            client: "TEST/GOV/1000/benefits".into(),
+            service: "TEST/GOV/2000/register/people/v1".into(),
+            method: "GET".into(),
+            path: "/people/{subject}".into(),
+            purpose: Some("tax-assessment".into()),
+            agreement: None,
+            grant: None,
+            decision: AuditDecision::Permit,
+            status: 200,
+            error_type: None,
+            request_body_sha256: "aa".repeat(32),
+            response_body_sha256: "bb".repeat(32),
+            request_size: 0,
+            response_size: 3,
+            total_us: 10,
+            backend_us: None,
+            data_subject_pseudonym: None,
+        }
+    }
+
+    /// The headers a provider sends for entry 1 of a three-entry log.
+    fn headers(key: &SigningKey) -> HeaderMap {
+        let entries: Vec<AuditEntry> = (0..3).map(entry).collect();
+        let bytes: Vec<Vec<u8>> = entries
+            .iter()
+            .map(|e| e.canonical_bytes().unwrap())
+            .collect();
+        let leaves: Vec<Hash> = bytes.iter().map(|b| hash_leaf(b)).collect();
+        let empty = CompactRange::new();
+        let batch = Batch::new(&empty, &leaves);
+        let checkpoint = Checkpoint {
+            log_id: LOG.into(),
+            size: 3,
+            root: batch.root(),
+            at: time::macros::datetime!(2026-03-01 12:00:01 UTC),
+        }
+        .sign(key);
+        let receipt = Receipt {
+            index: 1,
+            leaf_hash: leaves[1],
+            checkpoint,
+            inclusion_proof: batch.inclusion_proof(1).unwrap(),
+        };
+        let mut headers = HeaderMap::new();
+        add_headers(&mut headers, &bytes[1], &receipt);
+        headers
+    }
+
+    fn expected<'a>(request: &'a str, response: &'a str) -> Expected<'a> {
+        Expected {
+            exchange_id: "x-1",
+            client: "TEST/GOV/1000/benefits",
+            service: "TEST/GOV/2000/register/people/v1",
+            method: "GET",
+            path: "/people/{subject}",
+            purpose: Some("tax-assessment"),
+            request_body_sha256: request,
+            response_body_sha256: response,
+            status: 200,
+            log_id: LOG,
+        }
+    }
+
+    #[test]
+    fn a_receipt_verifies_only_for_its_own_exchange_and_signer() {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let other = SigningKey::from_bytes(&[8; 32]);
+        let headers = headers(&key);
+        let (a, b) = ("aa".repeat(32), "bb".repeat(32));
+        let cache = CheckpointCache::default();
+        let ok = verify(&headers, &expected(&a, &b), &key.verifying_key(), &cache).unwrap();
+        assert_eq!((ok.index, ok.checkpoint_size), (1, 3));
+
+        let wrong = |e: Expected<'_>, says: &str| {
+            let error = verify(
+                &headers,
+                &e,
+                &key.verifying_key(),
+                &CheckpointCache::default(),
+            )
+            .unwrap_err();
+            assert!(error.contains(says), "{says:?} not in {error:?}");
+        };
+        wrong(
+            Expected {
+                exchange_id: "x-2",
+                ..expected(&a, &b)
+            },
+            "X-Road-Id",
+        );
+        wrong(
+            Expected {
+                client: "TEST/GOV/3000/x",
+                ..expected(&a, &b)
+            },
+            "client",
+        );
+        wrong(
+            Expected {
+                path: "/people/1",
+                ..expected(&a, &b)
+            },
+            "path",
+        );
+        wrong(
+            Expected {
+                purpose: None,
+                ..expected(&a, &b)
+            },
+            "purpose",
+        );
+        wrong(
+            Expected {
+                status: 500,
+                ..expected(&a, &b)
+            },
+            "status",
+        );
+        wrong(expected(&"cc".repeat(32), &b), "another request body");
+        wrong(
+            expected(&a, &"cc".repeat(32)),
+            "not the one the provider signed",
+        );
+        wrong(
+            Expected {
+                log_id: "TEST/GOV/2000/gw2",
+                ..expected(&a, &b)
+            },
+            "log",
+        );
+        let error =
+            verify(&headers, &expected(&a, &b), &other.verifying_key(), &cache).unwrap_err();
+        assert!(error.contains("does not verify"), "{error}");
+
+        // A proof for another position does not place the entry.
+        let mut moved = headers.clone();
+        let proof = URL_SAFE_NO_PAD
+            .decode(moved[X_ACCORD_RECEIPT_PROOF].as_bytes())
+            .unwrap();
+        let mut wire: ProofWire = serde_json::from_slice(&proof).unwrap();
+        wire.index = 2;
+        let text = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&wire).unwrap());
+        moved.insert(
+            X_ACCORD_RECEIPT_PROOF,
+            HeaderValue::from_str(&text).unwrap(),
+        );
+        let error = verify(&moved, &expected(&a, &b), &key.verifying_key(), &cache).unwrap_err();
+        assert!(error.contains("inclusion proof"), "{error}");
+
+        let mut missing = headers.clone();
+        missing.remove(X_ACCORD_RECEIPT);
+        let error = verify(&missing, &expected(&a, &b), &key.verifying_key(), &cache).unwrap_err();
+        assert!(error.contains("no X-Accord-Receipt"), "{error}");
+    }
+}

@@ -826,6 +826,20 @@ async fn a_permitted_call_crosses_both_gateways_and_is_recorded_on_both_sides(en
 }
 
 impl Pair {
+    /// The federation administrator revokes the consumer gateway's certificate.
+    async fn revoke_consumer_certificate(&self) {
+        revoke_certificate(
+            &self.f.registry,
+            &Role::FederationAdmin,
+            &self.consumer_files.serial,
+            &RevokeInput {
+                reason: Some("key compromise".into()),
+            },
+        )
+        .await
+        .unwrap();
+    }
+
     fn consumer_db(&self) -> String {
         match self.f.engine {
             Engine::Sqlite => format!(
@@ -1369,16 +1383,7 @@ async fn peer_faults_are_refused(engine: Engine) {
         (provider == pair.consumer.health().await.configuration.digest).then_some(provider)
     })
     .await;
-    revoke_certificate(
-        &pair.f.registry,
-        &Role::FederationAdmin,
-        &pair.consumer_files.serial,
-        &RevokeInput {
-            reason: Some("key compromise".into()),
-        },
-    )
-    .await
-    .unwrap();
+    pair.revoke_consumer_certificate().await;
     until("both gateways to see the revocation", || async {
         let provider = pair.provider.health().await.configuration.digest;
         let consumer = pair.consumer.health().await.configuration.digest;
@@ -1571,16 +1576,7 @@ async fn a_gateway_cannot_speak_for_another_members_client(engine: Engine) {
     // The certificate is revoked while this connection stays open: the
     // next request on it is refused.
     let digest_before = pair.provider.health().await.configuration.digest;
-    revoke_certificate(
-        &pair.f.registry,
-        &Role::FederationAdmin,
-        &pair.consumer_files.serial,
-        &RevokeInput {
-            reason: Some("key compromise".into()),
-        },
-    )
-    .await
-    .unwrap();
+    pair.revoke_consumer_certificate().await;
     until("the provider to see the revocation", || async {
         (pair.provider.health().await.configuration.digest != digest_before).then_some(())
     })
