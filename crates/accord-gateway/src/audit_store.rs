@@ -122,6 +122,7 @@ use anyhow::Context;
 use ed25519_dalek::{Signature, SigningKey, VerifyingKey};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::pool::PoolConnection;
 use sqlx::{AnyPool, Executor, Row};
 use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
@@ -315,6 +316,9 @@ impl AuditLog {
             max_batch,
             max_wait: settings.max_wait,
             insert_sql: insert_statements(),
+            writer: None,
+            wal_checkpoint_at: std::time::Instant::now(),
+            wal_checkpointing: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         };
         let handle = tokio::spawn(committer.run(incoming));
         Ok(AuditLog {
@@ -474,6 +478,9 @@ impl AuditLog {
 /// gateway's CPU).
 const MAX_ROWS_PER_INSERT: usize = 32;
 
+/// How often the committer starts a background WAL checkpoint (SQLite).
+const WAL_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+
 /// How long a loaded committer waits for a batch to fill.
 const LOADED_WAIT: Duration = Duration::from_micros(500);
 
@@ -517,6 +524,14 @@ struct Committer {
     max_wait: Duration,
     /// `insert_sql[k]` inserts `2^k` entry rows.
     insert_sql: Vec<String>,
+    /// SQLite: the one connection group commits are written on (see
+    /// [`Committer::write_sqlite`]); `None` until first used or after a
+    /// connection had to be dropped.
+    writer: Option<PoolConnection<sqlx::Any>>,
+    /// SQLite: when the last background WAL checkpoint was started, and
+    /// whether one is running.
+    wal_checkpoint_at: std::time::Instant,
+    wal_checkpointing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Committer {
@@ -552,9 +567,37 @@ impl Committer {
                 let full = std::mem::replace(&mut batch, Vec::with_capacity(self.max_batch));
                 self.last_batch = full.len();
                 self.commit(full).await;
+                self.checkpoint_wal();
             }
         }
         tracing::debug!(log_id = %self.log_id, size = self.range.size(), "audit log committer stopped");
+    }
+
+    /// SQLite: copies the WAL back into the database file in the background,
+    /// about once a second, on a connection of its own. A `PASSIVE`
+    /// checkpoint never blocks the writer, so group commits do not pay for
+    /// it (left to SQLite, the commit that crosses `wal_autocheckpoint`
+    /// copies up to that many pages and fsyncs the file before it returns:
+    /// a stall of milliseconds several times a second under load). The
+    /// automatic checkpoint stays on, at a larger threshold, in case these
+    /// fall behind.
+    fn checkpoint_wal(&mut self) {
+        use std::sync::atomic::Ordering;
+        if self.engine != Engine::Sqlite
+            || self.wal_checkpoint_at.elapsed() < WAL_CHECKPOINT_INTERVAL
+            || self.wal_checkpointing.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        self.wal_checkpoint_at = std::time::Instant::now();
+        let pool = self.pool.clone();
+        let running = self.wal_checkpointing.clone();
+        tokio::spawn(async move {
+            if let Err(e) = pool.execute("PRAGMA wal_checkpoint(PASSIVE)").await {
+                tracing::warn!("checkpointing the audit log's write-ahead log: {e}");
+            }
+            running.store(false, Ordering::Release);
+        });
     }
 
     /// [`Committer::write`] on SQLite: the whole transaction as one script,
@@ -568,8 +611,13 @@ impl Committer {
     /// by the head check: if the head did not move from `start`, inserting
     /// a second head row violates its key. On any error the transaction is
     /// rolled back before the connection goes back to the pool.
+    ///
+    /// Every commit uses the same connection: SQLite keeps a connection's
+    /// page cache only while no other connection writes, so a commit on a
+    /// connection taken from the pool in turn re-read the tree's pages
+    /// (dozens of reads per commit) that its own last commit had written.
     async fn write_sqlite(
-        &self,
+        &mut self,
         start: u64,
         batch: &[Pending],
         checkpoint: &SignedCheckpoint,
@@ -614,7 +662,13 @@ impl Committer {
             encode_peaks(after.peaks()),
             to_i64(start)?,
         );
-        run_script(self.pool.clone(), script, start).await
+        let conn = match self.writer.take() {
+            Some(conn) => conn,
+            None => self.pool.acquire().await?,
+        };
+        let (conn, result) = run_script(conn, script, start).await;
+        self.writer = conn;
+        result
     }
 
     /// Writes one group commit and answers its waiters.
@@ -701,7 +755,7 @@ impl Committer {
 
     /// The batch's rows, its checkpoint and the new head, in one transaction.
     async fn write(
-        &self,
+        &mut self,
         start: u64,
         batch: &[Pending],
         checkpoint: &SignedCheckpoint,
@@ -790,30 +844,37 @@ fn fail(batch: Vec<Pending>, error: &AuditError) {
     }
 }
 
-/// Runs a commit script on one connection, rolling back on error (see
-/// [`Committer::write_sqlite`]). Boxed with owned arguments: sqlx's
-/// executor bounds otherwise defeat the compiler's `Send` inference.
+/// Runs a commit script on `conn`, rolling back on error (see
+/// [`Committer::write_sqlite`]), and gives the connection back unless it is
+/// not known to be clean. Boxed with owned arguments: sqlx's executor
+/// bounds otherwise defeat the compiler's `Send` inference.
+type ScriptRun = (Option<PoolConnection<sqlx::Any>>, Result<(), AuditError>);
 fn run_script(
-    pool: AnyPool,
+    mut conn: PoolConnection<sqlx::Any>,
     script: String,
     start: u64,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), AuditError>> + Send>> {
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ScriptRun> + Send>> {
     Box::pin(async move {
-        let mut conn = pool.acquire().await?;
         let result = conn.execute(sqlx::raw_sql(&script)).await;
         match result {
-            Ok(_) => Ok(()),
+            Ok(_) => (Some(conn), Ok(())),
             Err(e) => {
-                if conn.execute(sqlx::raw_sql("ROLLBACK")).await.is_err() {
+                let conn = if conn.execute(sqlx::raw_sql("ROLLBACK")).await.is_err() {
                     // Not known to be clean: never reuse it.
                     let _ = conn.detach();
-                }
+                    None
+                } else {
+                    Some(conn)
+                };
                 if e.to_string().contains("audit_head") {
-                    return Err(AuditError::Corrupt(format!(
-                        "the stored head is no longer at size {start}: another process writes this log"
-                    )));
+                    return (
+                        conn,
+                        Err(AuditError::Corrupt(format!(
+                            "the stored head is no longer at size {start}: another process writes this log"
+                        ))),
+                    );
                 }
-                Err(e.into())
+                (conn, Err(e.into()))
             }
         }
     })
@@ -895,6 +956,9 @@ async fn connect(url: &str, create: bool) -> Result<(AnyPool, Engine), AuditErro
                 conn.execute("PRAGMA journal_mode = WAL").await?;
                 conn.execute("PRAGMA synchronous = FULL").await?;
                 conn.execute("PRAGMA busy_timeout = 10000").await?;
+                // The committer checkpoints in the background (see
+                // `Committer::checkpoint_wal`); this is the safety net.
+                conn.execute("PRAGMA wal_autocheckpoint = 16384").await?;
                 Ok(())
             })
         });

@@ -480,4 +480,61 @@ async fn gateways_report_operational_records_once(engine: Engine) {
         .call("GET", "/api/v1/monitoring/records", Some(&owner), None)
         .await;
     assert_eq!(status, 403);
+
+    // A full batch (as a busy gateway sends them) goes in as a few large
+    // statements: each record once, field for field, and a retry is all
+    // duplicates.
+    let many: Vec<_> = (100..351)
+        .map(|n| {
+            let mut r = record(n, "bulk");
+            if n % 3 == 0 {
+                r.deny_reason = Some("purpose-not-covered".to_owned());
+                r.success = false;
+                r.status = 403;
+                r.error_type = Some("Server.ServerProxy.AccessDenied".to_owned());
+            }
+            r.request_out_ms = (n % 5 != 0).then_some(r.request_in_ms + 1);
+            r.request_size = u64::from(n) * 7;
+            r
+        })
+        .collect();
+    let (status, receipt) = t
+        .post("/api/v1/monitoring/records", "unused", batch(many.clone()))
+        .await;
+    assert_eq!(
+        (
+            status,
+            receipt["accepted"].as_u64(),
+            receipt["duplicates"].as_u64()
+        ),
+        (200, Some(251), Some(0)),
+        "{receipt}"
+    );
+    let (_, receipt) = t
+        .post("/api/v1/monitoring/records", "unused", batch(many.clone()))
+        .await;
+    assert_eq!(
+        (receipt["accepted"].as_u64(), receipt["duplicates"].as_u64()),
+        (Some(0), Some(251))
+    );
+    let (_, _, bulk) = t
+        .call(
+            "GET",
+            "/api/v1/monitoring/records?agreement=bulk",
+            Some(&t.admin_token),
+            None,
+        )
+        .await;
+    let stored: Vec<accord_domain::monitoring::OperationalRecord> = bulk
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            assert_eq!(r["gateway"], LOG);
+            let mut r = r.clone();
+            r.as_object_mut().unwrap().remove("gateway");
+            serde_json::from_value(r).unwrap()
+        })
+        .collect();
+    assert_eq!(stored, many);
 }
