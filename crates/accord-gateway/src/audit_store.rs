@@ -85,6 +85,13 @@
 //! re-serializes. The database is the gateway's own: its migration table
 //! would clash with the registry's.
 //!
+//! On SQLite the committer writes every group commit on one connection of
+//! its own (so its page cache stays valid), and copies the write-ahead log
+//! back into the database file in the background about once a second, so
+//! that no commit waits for a checkpoint. The leaf hashes of recent
+//! commits stay in memory (bounded) for anchoring, which would otherwise
+//! read back what was just written.
+//!
 //! Opening reads O(1) rows whatever the size of the log; verifying the
 //! whole log is [`LogReader::verify`]'s job (or `accord audit verify`'s,
 //! from [`LogReader::open`] without the gateway's key), streaming a page
@@ -220,6 +227,58 @@ struct Shared {
     verifying_key: VerifyingKey,
     committer: Mutex<Option<JoinHandle<()>>>,
     counters: Arc<Counters>,
+    recent: Arc<Mutex<RecentLeaves>>,
+}
+
+/// The most leaf hashes kept in memory for [`AuditLog::leaf_hashes`]
+/// (32 bytes each: 4 MiB).
+const RECENT_LEAVES: usize = 131_072;
+
+/// The leaf hashes of the latest group commits, `start..start + len`, so
+/// that anchoring a checkpoint (which needs the leaves added since the
+/// last one) does not read back from the database what was just written:
+/// those reads, a few tens of thousands of rows every interval, were a
+/// twentieth of a busy gateway's CPU. Bounded: the oldest are forgotten
+/// first, and whatever is not here is read from the database.
+#[derive(Debug, Default)]
+struct RecentLeaves {
+    start: u64,
+    hashes: VecDeque<Hash>,
+}
+
+impl RecentLeaves {
+    fn push(&mut self, first: u64, leaves: &[Hash]) {
+        if first != self.start + self.hashes.len() as u64 {
+            // Not contiguous (the log was reloaded): start again here.
+            self.hashes.clear();
+            self.start = first;
+        }
+        self.hashes.extend(leaves.iter().copied());
+        self.trim(RECENT_LEAVES);
+    }
+
+    fn trim(&mut self, keep: usize) {
+        while self.hashes.len() > keep {
+            self.hashes.pop_front();
+            self.start += 1;
+        }
+    }
+
+    fn forget_before(&mut self, index: u64) {
+        while self.start < index && self.hashes.pop_front().is_some() {
+            self.start += 1;
+        }
+    }
+
+    fn get(&self, from: u64, to: u64) -> Option<Vec<Hash>> {
+        let end = self.start + self.hashes.len() as u64;
+        if from < self.start || to > end || from > to {
+            return None;
+        }
+        let skip = usize::try_from(from - self.start).ok()?;
+        let take = usize::try_from(to - from).ok()?;
+        Some(self.hashes.iter().skip(skip).take(take).copied().collect())
+    }
 }
 
 /// What the committer publishes after each group commit.
@@ -302,6 +361,10 @@ impl AuditLog {
         });
         let (queue, incoming) = mpsc::channel(max_batch.saturating_mul(8).max(1024));
         let counters = Arc::new(Counters::default());
+        let recent = Arc::new(Mutex::new(RecentLeaves {
+            start: range.size(),
+            hashes: VecDeque::new(),
+        }));
         let committer = Committer {
             counters: counters.clone(),
             last_batch: 0,
@@ -319,6 +382,7 @@ impl AuditLog {
             writer: None,
             wal_checkpoint_at: std::time::Instant::now(),
             wal_checkpointing: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            recent: recent.clone(),
         };
         let handle = tokio::spawn(committer.run(incoming));
         Ok(AuditLog {
@@ -330,6 +394,7 @@ impl AuditLog {
                 verifying_key,
                 committer: Mutex::new(Some(handle)),
                 counters,
+                recent,
             }),
         })
     }
@@ -399,6 +464,29 @@ impl AuditLog {
     /// The public key its checkpoints are signed with.
     pub fn verifying_key(&self) -> VerifyingKey {
         self.shared.verifying_key
+    }
+
+    /// Leaf hashes `[from, to)`: from memory when the latest group commits
+    /// hold them, else from the database.
+    pub async fn leaf_hashes(&self, from: u64, to: u64) -> Result<Vec<Hash>, AuditError> {
+        let cached = self
+            .shared
+            .recent
+            .lock()
+            .ok()
+            .and_then(|recent| recent.get(from, to));
+        match cached {
+            Some(hashes) => Ok(hashes),
+            None => self.shared.reader.leaf_hashes(from, to).await,
+        }
+    }
+
+    /// Leaf hashes below `index` will not be asked for again (they are
+    /// anchored): memory for them can go.
+    pub fn forget_leaves_before(&self, index: u64) {
+        if let Ok(mut recent) = self.shared.recent.lock() {
+            recent.forget_before(index);
+        }
     }
 
     /// Reading the stored log (on the same connections).
@@ -532,6 +620,7 @@ struct Committer {
     /// whether one is running.
     wal_checkpoint_at: std::time::Instant,
     wal_checkpointing: Arc<std::sync::atomic::AtomicBool>,
+    recent: Arc<Mutex<RecentLeaves>>,
 }
 
 impl Committer {
@@ -734,6 +823,9 @@ impl Committer {
             return;
         }
 
+        if let Ok(mut recent) = self.recent.lock() {
+            recent.push(start, &leaves);
+        }
         self.range = after;
         self.head.send_replace(Head {
             size: self.range.size(),
@@ -1411,6 +1503,31 @@ mod tests {
         let text = format_at(at);
         assert_eq!(text, "2026-03-01T12:00:00.000000007Z");
         assert_eq!(OffsetDateTime::parse(&text, &Rfc3339).unwrap(), at);
+    }
+
+    #[test]
+    fn recent_leaves_answer_only_what_they_hold() {
+        let leaf = |n: u8| [n; 32];
+        let mut recent = RecentLeaves {
+            start: 10,
+            hashes: VecDeque::new(),
+        };
+        recent.push(10, &[leaf(10), leaf(11), leaf(12)]);
+        recent.push(13, &[leaf(13)]);
+        assert_eq!(recent.get(11, 14), Some(vec![leaf(11), leaf(12), leaf(13)]));
+        assert_eq!(recent.get(12, 12), Some(vec![]));
+        assert_eq!(recent.get(9, 12), None, "below what is held");
+        assert_eq!(recent.get(12, 15), None, "beyond the last commit");
+        recent.forget_before(12);
+        assert_eq!(recent.get(11, 13), None);
+        assert_eq!(recent.get(12, 14), Some(vec![leaf(12), leaf(13)]));
+        recent.trim(1);
+        assert_eq!(recent.get(13, 14), Some(vec![leaf(13)]));
+        assert_eq!(recent.get(12, 14), None);
+        // After a reload the next commit may not follow on: start afresh.
+        recent.push(20, &[leaf(20)]);
+        assert_eq!(recent.get(13, 14), None);
+        assert_eq!(recent.get(20, 21), Some(vec![leaf(20)]));
     }
 
     #[test]

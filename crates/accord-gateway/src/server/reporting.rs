@@ -232,7 +232,6 @@ struct AnchorState {
 async fn leaves(shared: &Shared, from: u64, to: u64) -> Result<Vec<Hash>, String> {
     shared
         .audit
-        .reader()
         .leaf_hashes(from, to)
         .await
         .map_err(|e| e.to_string())
@@ -320,6 +319,7 @@ async fn anchor_once(
     }
     current.range = batch.after();
     *state = Some(current);
+    shared.audit.forget_leaves_before(new_size);
     shared.metrics.checkpoints_anchored.inc();
     shared.records.anchored(Some(new_size), None);
     Ok(())
