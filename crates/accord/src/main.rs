@@ -21,20 +21,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-/// mimalloc rather than the system allocator: a gateway allocates and frees
-/// many small buffers per exchange across tasks, and glibc's allocator
-/// spent a sixth of a gateway's CPU doing it (consolidating free chunks)
-/// under load; mimalloc's thread-local free lists cost a fraction of that.
-/// Transparent huge pages are turned off for the process in `main`: with
-/// the kernel's `always` setting, each of mimalloc's arenas would be backed
-/// by 2 MiB pages as soon as it is touched, and a gateway's resident memory
-/// would grow by tens of MiB for nothing.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
-    #[cfg(target_os = "linux")]
-    let _ = rustix::thread::disable_transparent_huge_pages(true);
     let cli = cli::Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("ACCORD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(cli.default_log_filter()));
