@@ -15,7 +15,7 @@ use accord_audit::{
 use accord_gateway::audit_store::{AuditError, AuditLog, AuditLogSettings, LogReader, Receipt};
 use ed25519_dalek::SigningKey;
 
-use crate::on_both_engines;
+use crate::support::on_both_engines;
 use crate::support::{Engine, TestDb};
 
 const LOG: &str = "TEST/GOV/70000002/gw1";

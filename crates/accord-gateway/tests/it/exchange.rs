@@ -29,7 +29,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 
-use crate::on_both_engines;
+use crate::support::on_both_engines;
 use crate::support::{Engine, TestDb};
 
 const CONSUMER: &str = "TEST/GOV/1000";

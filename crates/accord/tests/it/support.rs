@@ -12,46 +12,13 @@ use serde_json::Value;
 use sqlx::{Column, Connection, Row};
 use tokio::sync::oneshot;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Engine {
-    Sqlite,
-    Postgres,
-}
-
-/// Runs each named `async fn name(engine: Engine)` once on SQLite and once
-/// on PostgreSQL, as `sqlite::name` and `postgres::name`.
-macro_rules! on_both_engines {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name($crate::support::Engine::Sqlite).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name($crate::support::Engine::Postgres).await
-                }
-            )*
-        }
-    };
-}
-pub(crate) use on_both_engines;
-
-fn postgres_base_url() -> String {
-    std::env::var("ACCORD_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
+pub use accord_testkit::{on_both_engines, Engine, PgSchema};
 
 /// A fresh, empty database; dropped (PostgreSQL schema) with the value.
 pub struct TestDb {
     /// The URL to give the registry; `None` means SQLite in the data dir.
     pub url: Option<String>,
-    schema: Option<String>,
+    _schema: Option<PgSchema>,
 }
 
 impl TestDb {
@@ -61,55 +28,15 @@ impl TestDb {
         match engine {
             Engine::Sqlite => Some(TestDb {
                 url: None,
-                schema: None,
+                _schema: None,
             }),
             Engine::Postgres => {
-                let base = postgres_base_url();
-                let mut conn = match sqlx::PgConnection::connect(&base).await {
-                    Ok(conn) => conn,
-                    Err(e) => {
-                        if std::env::var("CI").as_deref() == Ok("true") {
-                            panic!("CI=true and PostgreSQL at {base} is not reachable: {e}");
-                        }
-                        eprintln!("SKIPPED on PostgreSQL: {base} is not reachable ({e}); set CI=true to make this a failure");
-                        return None;
-                    }
-                };
-                let schema = format!("accord_t_{:016x}", rand::random::<u64>());
-                sqlx::query(&format!("CREATE SCHEMA {schema}"))
-                    .execute(&mut conn)
-                    .await
-                    .expect("creating a test schema");
-                conn.close().await.ok();
-                let sep = if base.contains('?') { '&' } else { '?' };
+                let schema = PgSchema::create("accord_t").await?;
                 Some(TestDb {
-                    url: Some(format!("{base}{sep}options=-c%20search_path%3D{schema}")),
-                    schema: Some(schema),
+                    url: Some(schema.url.clone()),
+                    _schema: Some(schema),
                 })
             }
-        }
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        if let Some(schema) = self.schema.take() {
-            // Drop runs outside async: use a thread with its own runtime.
-            let base = postgres_base_url();
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("runtime");
-                rt.block_on(async {
-                    if let Ok(mut conn) = sqlx::PgConnection::connect(&base).await {
-                        let _ = sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-                            .execute(&mut conn)
-                            .await;
-                    }
-                });
-            })
-            .join();
         }
     }
 }
