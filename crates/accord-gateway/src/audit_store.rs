@@ -258,10 +258,8 @@ impl RecentLeaves {
     }
 
     fn trim(&mut self, keep: usize) {
-        while self.hashes.len() > keep {
-            self.hashes.pop_front();
-            self.start += 1;
-        }
+        let end = self.start + self.hashes.len() as u64;
+        self.forget_before(end.saturating_sub(keep as u64));
     }
 
     fn forget_before(&mut self, index: u64) {
@@ -907,9 +905,7 @@ impl Committer {
         .execute(&mut *tx)
         .await?;
         if moved.rows_affected() != 1 {
-            return Err(AuditError::Corrupt(format!(
-                "the stored head is no longer at size {start}: another process writes this log"
-            )));
+            return Err(head_moved(start));
         }
         tx.commit().await?;
         Ok(())
@@ -939,6 +935,13 @@ fn fail(batch: Vec<Pending>, error: &AuditError) {
     }
 }
 
+/// A commit found the stored head no longer where this committer left it.
+fn head_moved(start: u64) -> AuditError {
+    AuditError::Corrupt(format!(
+        "the stored head is no longer at size {start}: another process writes this log"
+    ))
+}
+
 /// Runs a commit script on `conn`, rolling back on error (see
 /// [`Committer::write_sqlite`]), and gives the connection back unless it is
 /// not known to be clean. Boxed with owned arguments: sqlx's executor
@@ -962,12 +965,7 @@ fn run_script(
                     Some(conn)
                 };
                 if e.to_string().contains("audit_head") {
-                    return (
-                        conn,
-                        Err(AuditError::Corrupt(format!(
-                            "the stored head is no longer at size {start}: another process writes this log"
-                        ))),
-                    );
+                    return (conn, Err(head_moved(start)));
                 }
                 (conn, Err(e.into()))
             }

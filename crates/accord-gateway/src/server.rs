@@ -255,15 +255,22 @@ pub(crate) fn clip(s: &str, max: usize) -> String {
 }
 
 impl Exchange {
-    /// An exchange as it arrives. Until the request is understood, its path
-    /// is the raw target without the query (which may carry personal data),
-    /// with the data subject, if the request names one, already replaced.
-    pub fn begin(side: Side, method: &str, raw_target: &str, headers: &HeaderMap) -> Exchange {
+    /// An exchange as it arrives, and the request's raw target (path and
+    /// query). Until the request is understood, the exchange's path is the
+    /// raw target without the query (which may carry personal data), with
+    /// the data subject, if the request names one, already replaced.
+    pub fn begin<B>(side: Side, req: &http::Request<B>) -> (Exchange, String) {
+        let raw_target = req
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_owned();
         let path = raw_target.split('?').next().unwrap_or_default();
-        let subject = headers
+        let subject = req
+            .headers()
             .get(accord_xroad::request::X_ACCORD_SUBJECT)
             .and_then(|v| v.to_str().ok());
-        Exchange {
+        let x = Exchange {
             started: Instant::now(),
             at: OffsetDateTime::now_utc(),
             side,
@@ -271,7 +278,7 @@ impl Exchange {
             request_id: String::new(),
             client: String::new(),
             service: String::new(),
-            method: clip(method, 16),
+            method: clip(req.method().as_str(), 16),
             path: clip(&recorded_path(path, subject), 2000),
             purpose: None,
             agreement: None,
@@ -283,7 +290,30 @@ impl Exchange {
             forwarded_at: None,
             answered_at: None,
             backend_us: None,
-        }
+        };
+        (x, raw_target)
+    }
+
+    /// What the request's X-Road headers say of the exchange: its id, the
+    /// client, the purpose, and the data subject as a pseudonym only.
+    fn identify(
+        &mut self,
+        h: &accord_xroad::request::XRoadRequestHeaders,
+        pseudonym_key: &[u8; 32],
+    ) {
+        self.exchange_id = h.message_id.as_str().to_owned();
+        self.client = h.client.to_string();
+        self.purpose = h.purpose.clone();
+        self.subject_pseudonym = h
+            .subject
+            .as_deref()
+            .map(|s| accord_audit::pseudonymize(pseudonym_key, s));
+    }
+
+    /// The request body, once read.
+    fn received(&mut self, body: &[u8]) {
+        self.request_size = body.len() as u64;
+        self.request_body_sha256 = sha256_hex(body);
     }
 
     fn entry(&self, status: u16, error_type: Option<&str>, response_body: &[u8]) -> AuditEntry {
@@ -480,6 +510,49 @@ pub(crate) enum BodyError {
 }
 
 /// Reads a whole body, refusing more than `max` bytes.
+/// The request's message framing, the first check on both sides.
+pub(crate) fn check_request_framing(headers: &HeaderMap) -> Result<(), XRoadError> {
+    accord_xroad::check_framing(headers)
+        .map(|_| ())
+        .map_err(|e| {
+            XRoadError::new(
+                ErrorKind::BadRequest,
+                format!("the request's message framing is ambiguous: {e}"),
+            )
+        })
+}
+
+/// The request's method: one the r1 protocol carries.
+pub(crate) fn check_request_method(method: &http::Method) -> Result<(), XRoadError> {
+    if accord_xroad::request::METHODS.contains(method) {
+        Ok(())
+    } else {
+        Err(XRoadError::new(
+            ErrorKind::InvalidHttpMethod,
+            format!("the HTTP method {method} is not supported"),
+        ))
+    }
+}
+
+/// A request body over this gateway's limit of `max` bytes.
+pub(crate) fn request_too_large(max: usize) -> XRoadError {
+    XRoadError::new(
+        ErrorKind::RequestTooLarge,
+        format!("the request body is larger than this gateway's limit of {max} bytes"),
+    )
+}
+
+/// A request's body, whole, up to `max` bytes.
+pub(crate) async fn read_request_body(body: Incoming, max: usize) -> Result<Bytes, XRoadError> {
+    read_body(body, max).await.map_err(|e| match e {
+        BodyError::TooLarge => request_too_large(max),
+        BodyError::Read(why) => XRoadError::new(
+            ErrorKind::BadRequest,
+            format!("the request body could not be read: {why}"),
+        ),
+    })
+}
+
 pub(crate) async fn read_body<B>(body: B, max: usize) -> Result<Bytes, BodyError>
 where
     B: hyper::body::Body,

@@ -216,17 +216,28 @@ async fn drop_schema(mut admin: sqlx::PgConnection, url: &str, schema: &str) -> 
     })
 }
 
-/// Runs `work` unless Ctrl-C comes first, so the caller can clean up.
-async fn interruptible<T>(work: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
-    let interrupted = async {
+/// Runs `work` unless Ctrl-C or SIGTERM comes first; either way, what
+/// `work` started is dropped (and so stopped) before this returns.
+pub(crate) async fn interruptible<T>(
+    work: impl Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    let ctrl_c = async {
         if tokio::signal::ctrl_c().await.is_err() {
-            // No signal handler: never interrupt.
             std::future::pending::<()>().await;
         }
     };
     tokio::select! {
         result = work => result,
-        () = interrupted => Err(anyhow!("interrupted")),
+        () = ctrl_c => Err(anyhow!("interrupted")),
+        () = term => Err(anyhow!("terminated")),
     }
 }
 

@@ -81,6 +81,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::{oneshot, Barrier};
 use tokio::task::JoinSet;
 
+use crate::demo::gateways::free_port;
 use accord_domain::agreement::AgreementTerms;
 use accord_domain::{MemberId, Role};
 use accord_registry::api::agreements as agreement_ops;
@@ -200,7 +201,7 @@ pub async fn run(args: BenchExchangeArgs, json: bool) -> anyhow::Result<()> {
         .context("creating a temporary directory for the benchmark")?;
     // Everything `bench` starts is stopped when it returns (or is dropped on
     // Ctrl-C), before the directory is removed.
-    let report = interruptible(bench(&args, dir.path())).await?;
+    let report = crate::bench::interruptible(bench(&args, dir.path())).await?;
     drop(dir);
     if json {
         output::json(&report)?;
@@ -232,31 +233,6 @@ fn check_args(args: &BenchExchangeArgs) -> anyhow::Result<()> {
         bail!("give at least one --sizes and one --paths");
     }
     Ok(())
-}
-
-/// Runs `work` unless Ctrl-C or SIGTERM comes first; either way, what
-/// `work` started is dropped (and so stopped) before this returns.
-async fn interruptible<T>(
-    work: impl std::future::Future<Output = anyhow::Result<T>>,
-) -> anyhow::Result<T> {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    tokio::select! {
-        result = work => result,
-        () = ctrl_c => Err(anyhow!("interrupted")),
-        () = term => Err(anyhow!("terminated")),
-    }
 }
 
 /// Starts everything, measures every path and size, reads peak memory.
@@ -1147,14 +1123,6 @@ fn log_tail(path: &Path, lines: usize) -> String {
         }
         Err(e) => format!("\n--- cannot read {}: {e}", path.display()),
     }
-}
-
-/// A free loopback port (bound and released: another process could take it
-/// before the child binds it, which then fails at start with a clear error).
-fn free_port() -> anyhow::Result<u16> {
-    let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .context("finding a free local port")?;
-    Ok(listener.local_addr()?.port())
 }
 
 fn loopback(port: u16) -> SocketAddr {

@@ -20,9 +20,9 @@ use std::time::Instant;
 use accord_audit::{AuditDecision, Side};
 use accord_xroad::request::X_ACCORD_SUBJECT;
 use accord_xroad::{
-    check_framing, filter_request_headers, filter_response_headers, format_request_target,
-    parse_request_headers, AgreementRef, ErrorKind, Limits, MessageId, Origin, RequestHash,
-    RequestTarget, ResponseHeaders, XRoadError,
+    filter_request_headers, filter_response_headers, format_request_target, parse_request_headers,
+    AgreementRef, ErrorKind, Limits, MessageId, Origin, RequestHash, RequestTarget,
+    ResponseHeaders, XRoadError,
 };
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -32,8 +32,9 @@ use tokio::sync::watch;
 
 use super::peers::{Outgoing, PeerError};
 use super::{
-    accept_loop, conclude, operations, read_body, serve_connection, sha256_hex, Answer, Body,
-    BodyError, Exchange, Shared,
+    accept_loop, check_request_framing, check_request_method, conclude, operations,
+    read_request_body, request_too_large, serve_connection, sha256_hex, Answer, Body, Exchange,
+    Shared,
 };
 use crate::receipt::{self, Expected, X_ACCORD_RECEIPT, X_ACCORD_RECEIPT_PROOF};
 use crate::tls::ExpectedProvider;
@@ -63,17 +64,7 @@ async fn handle(
             return response;
         }
     }
-    let raw_target = req
-        .uri()
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_owned();
-    let mut x = Exchange::begin(
-        Side::Consumer,
-        req.method().as_str(),
-        &raw_target,
-        req.headers(),
-    );
+    let (mut x, raw_target) = Exchange::begin(Side::Consumer, &req);
     let result = exchange(&shared, &mut x, address, &raw_target, req).await;
     match conclude(&shared, Origin::ConsumerGateway, &mut x, result, |_| {}).await {
         Ok((answer, _, _)) => answer.into_response(),
@@ -92,28 +83,12 @@ async fn exchange(
     req: Request<Incoming>,
 ) -> Result<Answer, XRoadError> {
     let (parts, body) = req.into_parts();
-    check_framing(&parts.headers).map_err(|e| {
-        XRoadError::new(
-            ErrorKind::BadRequest,
-            format!("the request's message framing is ambiguous: {e}"),
-        )
-    })?;
-    if !accord_xroad::request::METHODS.contains(&parts.method) {
-        return Err(XRoadError::new(
-            ErrorKind::InvalidHttpMethod,
-            format!("the HTTP method {} is not supported", parts.method),
-        ));
-    }
+    check_request_framing(&parts.headers)?;
+    check_request_method(&parts.method)?;
     let target = RequestTarget::parse(raw_target, &Limits::default())?;
     x.service = target.versionless().service.to_string();
     let h = parse_request_headers(&parts.headers)?;
-    x.exchange_id = h.message_id.as_str().to_owned();
-    x.client = h.client.to_string();
-    x.purpose = h.purpose.clone();
-    x.subject_pseudonym = h
-        .subject
-        .as_deref()
-        .map(|s| accord_audit::pseudonymize(&shared.pseudonym_key, s));
+    x.identify(&h, &shared.pseudonym_key);
 
     let own = &shared.config.member;
     let rule = shared
@@ -171,24 +146,11 @@ async fn exchange(
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let too_large = || {
-        XRoadError::new(
-            ErrorKind::RequestTooLarge,
-            format!("the request body is larger than this gateway's limit of {max} bytes"),
-        )
-    };
     if declared.is_some_and(|n| n > max as u64) {
-        return Err(too_large());
+        return Err(request_too_large(max));
     }
-    let body = read_body(body, max).await.map_err(|e| match e {
-        BodyError::TooLarge => too_large(),
-        BodyError::Read(why) => XRoadError::new(
-            ErrorKind::BadRequest,
-            format!("the request body could not be read: {why}"),
-        ),
-    })?;
-    x.request_size = body.len() as u64;
-    x.request_body_sha256 = sha256_hex(&body);
+    let body = read_request_body(body, max).await?;
+    x.received(&body);
 
     // Which gateway of the provider.
     let provider = resolved.service.member();

@@ -17,8 +17,8 @@ use accord_domain::agreement::decision::DecisionRequest;
 use accord_xroad::request::X_ROAD_ID;
 use accord_xroad::response::{X_ACCORD_AGREEMENT, X_ROAD_REQUEST_HASH};
 use accord_xroad::{
-    check_framing, filter_request_headers, filter_response_headers, parse_request_headers,
-    AgreementRef, ErrorKind, Limits, MessageId, Origin, RequestError, RequestHash, RequestTarget,
+    filter_request_headers, filter_response_headers, parse_request_headers, AgreementRef,
+    ErrorKind, Limits, MessageId, Origin, RequestError, RequestHash, RequestTarget,
     ResponseHeaders, XRoadError,
 };
 use http::{HeaderMap, HeaderValue, Request, Response};
@@ -29,8 +29,8 @@ use tokio::sync::watch;
 
 use super::peers::BackendError;
 use super::{
-    accept_loop, conclude, read_body, serve_connection, sha256_hex, Answer, Body, BodyError,
-    Exchange, Shared,
+    accept_loop, check_request_framing, check_request_method, conclude, read_request_body,
+    serve_connection, Answer, Body, Exchange, Shared,
 };
 use crate::metrics::{SideLabel, SideOnly};
 use crate::quota::Outcome;
@@ -144,17 +144,7 @@ async fn handle(
     identity: Arc<PeerIdentity>,
     req: Request<Incoming>,
 ) -> Response<Body> {
-    let raw_target = req
-        .uri()
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_owned();
-    let mut x = Exchange::begin(
-        Side::Provider,
-        req.method().as_str(),
-        &raw_target,
-        req.headers(),
-    );
+    let (mut x, raw_target) = Exchange::begin(Side::Provider, &req);
     let mut bound = Bound::default();
     let result = exchange(&shared, &mut x, &mut bound, &identity, &raw_target, req).await;
     let finish = |answer: &mut Answer| bound.apply(&mut answer.headers);
@@ -194,25 +184,10 @@ async fn exchange(
     let origin = Origin::ProviderGateway;
     let (parts, body) = req.into_parts();
     let tls = shared.tls(origin)?;
-    check_framing(&parts.headers).map_err(|e| {
-        XRoadError::new(
-            ErrorKind::BadRequest,
-            format!("the request's message framing is ambiguous: {e}"),
-        )
-    })?;
+    check_request_framing(&parts.headers)?;
     let max = shared.config.limits.max_body_bytes;
-    let body = read_body(body, max).await.map_err(|e| match e {
-        BodyError::TooLarge => XRoadError::new(
-            ErrorKind::RequestTooLarge,
-            format!("the request body is larger than this gateway's limit of {max} bytes"),
-        ),
-        BodyError::Read(why) => XRoadError::new(
-            ErrorKind::BadRequest,
-            format!("the request body could not be read: {why}"),
-        ),
-    })?;
-    x.request_size = body.len() as u64;
-    x.request_body_sha256 = sha256_hex(&body);
+    let body = read_request_body(body, max).await?;
+    x.received(&body);
     bound.request_hash = Some(RequestHash::compute(
         &parts.method,
         raw_target,
@@ -220,12 +195,7 @@ async fn exchange(
         &body,
     ));
 
-    if !accord_xroad::request::METHODS.contains(&parts.method) {
-        return Err(XRoadError::new(
-            ErrorKind::InvalidHttpMethod,
-            format!("the HTTP method {} is not supported", parts.method),
-        ));
-    }
+    check_request_method(&parts.method)?;
     let target = RequestTarget::parse(raw_target, &Limits::default())?;
     x.service = target.versionless().service.to_string();
     let h = parse_request_headers(&parts.headers)?;
@@ -235,15 +205,9 @@ async fn exchange(
             "X-Road-Id is required on requests between gateways",
         ));
     }
-    x.exchange_id = h.message_id.as_str().to_owned();
+    x.identify(&h, &shared.pseudonym_key);
     let request_id = h.request_id.clone().unwrap_or_else(MessageId::generate);
     x.request_id = request_id.as_str().to_owned();
-    x.client = h.client.to_string();
-    x.purpose = h.purpose.clone();
-    x.subject_pseudonym = h
-        .subject
-        .as_deref()
-        .map(|s| accord_audit::pseudonymize(&shared.pseudonym_key, s));
     bound.client = Some(h.client.clone());
     bound.message_id = Some(h.message_id.clone());
     bound.request_id = Some(request_id.clone());
