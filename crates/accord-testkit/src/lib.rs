@@ -1,8 +1,9 @@
 //! What the integration tests of every Accord crate share, so that "every
 //! storage test runs on SQLite and on PostgreSQL" is one mechanism, not a
 //! copy per crate: the [`Engine`] a test runs on, [`on_both_engines!`] to
-//! run a test once per engine, and [`PgSchema`], a fresh PostgreSQL schema
-//! dropped with the value. Under `CI=true` a PostgreSQL that cannot be
+//! run a test once per engine, [`PgSchema`], a fresh PostgreSQL schema
+//! dropped with the value, and [`free_port`] for what must know its port
+//! before it listens. Under `CI=true` a PostgreSQL that cannot be
 //! reached fails the test; elsewhere the PostgreSQL half says it skipped.
 //!
 //! A dev-dependency only: nothing here is part of Accord.
@@ -116,5 +117,23 @@ impl Drop for PgSchema {
             });
         })
         .join();
+    }
+}
+
+/// A free loopback port below the kernel's ephemeral range, so that no
+/// outgoing connection takes it between its choice and its use (it goes
+/// into a certificate or a configuration first).
+pub fn free_port() -> u16 {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let floor = 10_000u16.min(ephemeral_low.saturating_sub(1_000));
+    let span = ephemeral_low.saturating_sub(floor).max(1);
+    loop {
+        let port = floor + rand::random::<u16>() % span;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
     }
 }

@@ -27,10 +27,9 @@ use axum::extract::Request;
 use axum::response::IntoResponse;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::oneshot;
 
 use crate::support::on_both_engines;
-use crate::support::{Engine, TestDb};
+use crate::support::{Engine, ServedRegistry, TestDb};
 
 const CONSUMER: &str = "TEST/GOV/1000";
 const PROVIDER: &str = "TEST/GOV/2000";
@@ -128,23 +127,7 @@ async fn garbage_backend() -> SocketAddr {
     address
 }
 
-/// A free loopback port below the kernel's ephemeral range, so that no
-/// outgoing connection takes it between its choice and its use (it goes
-/// into a certificate or a configuration first).
-fn free_port() -> u16 {
-    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|t| t.split_whitespace().next()?.parse::<u16>().ok())
-        .unwrap_or(32768);
-    let floor = 10_000u16.min(ephemeral_low.saturating_sub(1_000));
-    let span = ephemeral_low.saturating_sub(floor).max(1);
-    loop {
-        let port = floor + rand::random::<u16>() % span;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
+use accord_testkit::free_port;
 
 /// A gateway's files, made the way an operator would.
 struct GatewayFiles {
@@ -158,7 +141,7 @@ struct Federation {
     engine: Engine,
     registry: Registry,
     url: String,
-    stop: Option<oneshot::Sender<()>>,
+    served: Option<ServedRegistry>,
     dir: tempfile::TempDir,
     dbs: Vec<TestDb>,
     signing_keys: HashMap<String, ed25519_dalek::SigningKey>,
@@ -184,7 +167,7 @@ impl Federation {
             engine,
             registry,
             url: String::new(),
-            stop: None,
+            served: None,
             dir,
             dbs: vec![registry_db],
             signing_keys: HashMap::new(),
@@ -216,23 +199,14 @@ impl Federation {
     }
 
     async fn serve(&mut self) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        self.url = format!("http://{}", listener.local_addr().unwrap());
-        let (stop, stopped) = oneshot::channel::<()>();
-        let registry = self.registry.clone();
-        tokio::spawn(async move {
-            let _ = registry
-                .serve(listener, async {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
-        self.stop = Some(stop);
+        let served = ServedRegistry::start(self.registry.clone(), "127.0.0.1:0").await;
+        self.url = served.url.clone();
+        self.served = Some(served);
     }
 
-    fn stop_registry(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+    async fn stop_registry(&mut self) {
+        if let Some(mut served) = self.served.take() {
+            served.stop().await;
         }
     }
 
@@ -1455,7 +1429,7 @@ async fn past_the_grace_period_the_gateway_refuses_and_says_why(engine: Engine) 
     tokio::time::sleep(Duration::from_secs(3)).await;
     let health = pair.consumer.health().await;
     assert!(health.ready, "{:?}", health.configuration);
-    pair.f.stop_registry();
+    pair.f.stop_registry().await;
     let call = |pair: &Pair, id: &'static str| {
         pair.get(&format!("/r1/{ECHO}/x"))
             .header("X-Road-Id", id)

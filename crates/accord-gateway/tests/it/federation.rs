@@ -6,16 +6,16 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::ServedRegistry;
 use accord_domain::Role;
 use accord_gateway::federation::{ConfigSource, SourceSettings, Unavailable};
 use accord_registry::api::members::{add_member, MemberInput};
 use accord_registry::{InitOptions, Registry, RegistryPaths};
-use tokio::sync::oneshot;
 
 struct Running {
     registry: Registry,
     url: String,
-    stop: Option<oneshot::Sender<()>>,
+    served: Option<ServedRegistry>,
     dir: tempfile::TempDir,
 }
 
@@ -32,7 +32,7 @@ impl Running {
         let mut running = Running {
             registry,
             url: String::new(),
-            stop: None,
+            served: None,
             dir,
         };
         running.serve_on("127.0.0.1:0").await;
@@ -40,23 +40,14 @@ impl Running {
     }
 
     async fn serve_on(&mut self, address: &str) {
-        let listener = tokio::net::TcpListener::bind(address).await.unwrap();
-        self.url = format!("http://{}", listener.local_addr().unwrap());
-        let (stop, stopped) = oneshot::channel::<()>();
-        let registry = self.registry.clone();
-        tokio::spawn(async move {
-            let _ = registry
-                .serve(listener, async {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
-        self.stop = Some(stop);
+        let served = ServedRegistry::start(self.registry.clone(), address).await;
+        self.url = served.url.clone();
+        self.served = Some(served);
     }
 
-    fn stop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+    async fn stop(&mut self) {
+        if let Some(mut served) = self.served.take() {
+            served.stop().await;
         }
     }
 
@@ -126,7 +117,7 @@ async fn the_gateway_follows_the_registry_and_survives_its_absence() {
     assert!(started.elapsed() < Duration::from_secs(5));
 
     // The registry goes away: the gateway keeps working within grace...
-    registry.stop();
+    registry.stop().await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(source.current().is_ok(), "within the grace period");
     // ...and then refuses, naming the grace period and the registry.
@@ -160,7 +151,7 @@ async fn a_restarted_gateway_starts_from_its_verified_cache() {
     let source = ConfigSource::start(settings.clone());
     until("the first configuration", || members(&source)).await;
     drop(source);
-    registry.stop();
+    registry.stop().await;
 
     // Registry down, gateway restarted: it works from the cache file.
     let restarted = ConfigSource::start(settings.clone());

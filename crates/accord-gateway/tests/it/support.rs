@@ -44,3 +44,49 @@ impl TestDb {
         conn.close().await.ok();
     }
 }
+
+/// A registry served on a loopback listener, stopped by [`Self::stop`] or
+/// when dropped.
+pub struct ServedRegistry {
+    pub url: String,
+    address: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl ServedRegistry {
+    pub async fn start(registry: accord_registry::Registry, address: &str) -> ServedRegistry {
+        let listener = tokio::net::TcpListener::bind(address).await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = registry
+                .serve(listener, async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        ServedRegistry {
+            url: format!("http://{address}"),
+            address,
+            stop: Some(stop),
+        }
+    }
+
+    /// Stops the registry and returns once it no longer accepts
+    /// connections (open ones may still finish), so that what the test
+    /// does next cannot reach it.
+    pub async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while tokio::net::TcpStream::connect(self.address).await.is_ok() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the registry at {} still accepts connections",
+                self.address
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+}

@@ -16,23 +16,7 @@ use crate::support::{accord, stderr, stdout, Server};
 const CLIENT: &str = "DEMO/MUN/75000001/social-benefits";
 const RESIDENCE: &str = "DEMO/GOV/70000002/population-register/residence/v1";
 
-/// A free loopback port below the kernel's ephemeral range, so that no
-/// outgoing connection takes it between its choice and its use (it goes
-/// into a certificate or a configuration first).
-fn free_port() -> u16 {
-    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|t| t.split_whitespace().next()?.parse::<u16>().ok())
-        .unwrap_or(32768);
-    let floor = 10_000u16.min(ephemeral_low.saturating_sub(1_000));
-    let span = ephemeral_low.saturating_sub(floor).max(1);
-    loop {
-        let port = floor + rand::random::<u16>() % span;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
+use accord_testkit::free_port;
 
 /// A backend that answers every request with a small JSON document.
 async fn backend() -> String {
