@@ -2,7 +2,8 @@
 //! are grouped and each gets a receipt that verifies; a reopened log
 //! continues the same tree; a crash mid-load loses no answered entry and
 //! leaves a log that verifies; a failed commit fails its exchanges and the
-//! log recovers; tampering with the database is found where it happened.
+//! log recovers; tampering with the database is found where it happened;
+//! on SQLite, commits reach the database file by background checkpoints.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -28,6 +29,58 @@ on_both_engines!(
     tampering_is_found_where_it_happened,
     quotes_backslashes_and_unicode_are_stored_exactly,
 );
+
+/// Entries in the SQLite database file itself, ignoring its write-ahead
+/// log (`immutable`: no WAL, no locks), or 0 if the file has no table yet.
+async fn entries_in_the_database_file(url: &str) -> i64 {
+    use sqlx::Connection;
+    use std::str::FromStr;
+    let options =
+        sqlx::sqlite::SqliteConnectOptions::from_str(&format!("{url}?mode=ro&immutable=true"))
+            .unwrap();
+    let mut conn = sqlx::SqliteConnection::connect_with(&options)
+        .await
+        .unwrap();
+    let count = sqlx::query_scalar::<_, i64>("SELECT count(*) FROM audit_entries")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap_or(0);
+    conn.close().await.ok();
+    count
+}
+
+/// SQLite: the committer copies the write-ahead log into the database file
+/// in the background, long before SQLite's own automatic checkpoint would
+/// (thousands of pages away), and without closing the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_commits_reach_the_database_file_in_the_background() {
+    let db = TestDb::new(Engine::Sqlite).await.unwrap();
+    let log = AuditLog::open(settings(&db, 16), key()).await.unwrap();
+    for n in 0..20 {
+        log.append(&entry(n)).await.unwrap();
+    }
+    assert_eq!(
+        entries_in_the_database_file(&db.url).await,
+        0,
+        "fresh commits are in the write-ahead log only"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut n = 20;
+    loop {
+        // A commit after the interval starts a checkpoint.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        log.append(&entry(n)).await.unwrap();
+        n += 1;
+        if entries_in_the_database_file(&db.url).await >= 20 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no background checkpoint copied the entries into the database file"
+        );
+    }
+    log.close().await;
+}
 
 fn settings(db: &TestDb, max_batch: usize) -> AuditLogSettings {
     AuditLogSettings {
