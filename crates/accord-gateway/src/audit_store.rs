@@ -13,7 +13,7 @@
 //! at a few thousand exchanges per second with every request waiting for
 //! its own flush. So [`AuditLog::append`] does the CPU work on the caller's
 //! task (canonical bytes and leaf hash: parallel across cores), then hands
-//! the entry to a single committer task over a channel and waits. The
+//! the entry to a single committer over a channel and waits. The
 //! committer takes everything queued (up to `max_batch`) and, for the whole
 //! batch:
 //!
@@ -29,10 +29,15 @@
 //!
 //! While one batch is being flushed the next one queues, so the batch size
 //! follows the load: idle, an entry is committed at once on its own; under
-//! load one flush serves dozens to hundreds of exchanges. `max_wait` can hold a
-//! batch open a little longer for more company, but tokio's timer has
-//! millisecond granularity, so any non-zero value waits about a millisecond;
-//! 0 is the setting to use unless measurement says otherwise.
+//! load one flush serves dozens to hundreds of exchanges. Under load (the
+//! last commit carried more than one entry) the committer holds a batch
+//! open up to 0.5 ms for more company; `max_wait` can make that longer.
+//!
+//! The committer is a task on PostgreSQL. On SQLite it is a thread of its
+//! own with its own connection (rusqlite, on the file the sqlx pool opened):
+//! a group commit there is CPU and an fsync, and doing it in place keeps it
+//! off the runtime that serves the exchanges and out of sqlx's per-statement
+//! hand-offs to its connection thread (see `SqliteWriter`).
 //!
 //! If the transaction fails, every waiter of the batch gets the error (the
 //! exchange must then fail: it was not recorded), the range does not
@@ -86,7 +91,8 @@
 //! would clash with the registry's.
 //!
 //! On SQLite the committer writes every group commit on one connection of
-//! its own (so its page cache stays valid), and copies the write-ahead log
+//! its own (so its page cache stays valid; rusqlite, the only write path
+//! that is not sqlx, for the reason above), and copies the write-ahead log
 //! back into the database file in the background about once a second, so
 //! that no commit waits for a checkpoint. The leaf hashes of recent
 //! commits stay in memory (bounded) for anchoring, which would otherwise
@@ -118,6 +124,7 @@ use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -129,7 +136,6 @@ use anyhow::Context;
 use ed25519_dalek::{Signature, SigningKey, VerifyingKey};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::pool::PoolConnection;
 use sqlx::{AnyPool, Executor, Row};
 use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
@@ -190,8 +196,9 @@ pub enum AuditError {
     Entry(Arc<EntryError>),
     #[error("the audit log is closed")]
     Closed,
+    /// From sqlx, or from rusqlite on the SQLite committer's connection.
     #[error("audit log database error: {0}")]
-    Database(Arc<sqlx::Error>),
+    Database(Arc<dyn std::error::Error + Send + Sync>),
     #[error("the stored audit log is inconsistent: {0}")]
     Corrupt(String),
     #[error("database URL {url:?} is not supported: expected sqlite://PATH or postgres://...")]
@@ -225,7 +232,7 @@ struct Shared {
     reader: LogReader,
     log_id: String,
     verifying_key: VerifyingKey,
-    committer: Mutex<Option<JoinHandle<()>>>,
+    committer: Mutex<Option<CommitterHandle>>,
     counters: Arc<Counters>,
     recent: Arc<Mutex<RecentLeaves>>,
 }
@@ -352,6 +359,13 @@ impl AuditLog {
             size = range.size(),
             "audit log opened"
         );
+        let sqlite =
+            match engine {
+                Engine::Sqlite => Some(SqliteWriter::open(&pool).await.with_context(|| {
+                    format!("opening audit log {} for writing", settings.log_id)
+                })?),
+                Engine::Postgres => None,
+            };
         let max_batch = settings.max_batch.max(1);
         let (head_tx, head_rx) = watch::channel(Head {
             size: range.size(),
@@ -377,12 +391,28 @@ impl AuditLog {
             max_batch,
             max_wait: settings.max_wait,
             insert_sql: insert_statements(),
-            writer: None,
+            sqlite,
+            runtime: tokio::runtime::Handle::current(),
+            aborted: Arc::new(AtomicBool::new(false)),
             wal_checkpoint_at: std::time::Instant::now(),
-            wal_checkpointing: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            wal_checkpointing: Arc::new(AtomicBool::new(false)),
             recent: recent.clone(),
         };
-        let handle = tokio::spawn(committer.run(incoming));
+        let handle = match engine {
+            Engine::Sqlite => {
+                let aborted = committer.aborted.clone();
+                let (finished, done) = oneshot::channel();
+                std::thread::Builder::new()
+                    .name("audit-committer".into())
+                    .spawn(move || {
+                        committer.run_on_thread(incoming);
+                        let _ = finished.send(());
+                    })
+                    .context("starting the audit log committer thread")?;
+                CommitterHandle::Thread { done, aborted }
+            }
+            Engine::Postgres => CommitterHandle::Task(tokio::spawn(committer.run(incoming))),
+        };
         Ok(AuditLog {
             shared: Arc::new(Shared {
                 queue,
@@ -524,12 +554,19 @@ impl AuditLog {
         // taking new ones when it sees it.
         let _ = self.shared.queue.send(Message::Close).await;
         let handle = self.shared.committer.lock().ok().and_then(|mut h| h.take());
-        if let Some(handle) = handle {
-            if let Err(e) = handle.await {
-                if e.is_panic() {
-                    tracing::error!("the audit log committer panicked: {e}");
+        match handle {
+            Some(CommitterHandle::Task(handle)) => {
+                if let Err(e) = handle.await {
+                    if e.is_panic() {
+                        tracing::error!("the audit log committer panicked: {e}");
+                    }
                 }
             }
+            Some(CommitterHandle::Thread { done, .. }) => {
+                done.await
+                    .unwrap_or_else(|_| tracing::error!("the audit log committer thread panicked"));
+            }
+            None => {}
         }
         self.shared.reader.pool.close().await;
     }
@@ -544,9 +581,20 @@ impl AuditLog {
     #[doc(hidden)]
     pub async fn abort_committer(&self) {
         let handle = self.shared.committer.lock().ok().and_then(|mut h| h.take());
-        if let Some(handle) = handle {
-            handle.abort();
-            let _ = handle.await;
+        match handle {
+            Some(CommitterHandle::Task(handle)) => {
+                handle.abort();
+                let _ = handle.await;
+            }
+            Some(CommitterHandle::Thread { done, aborted }) => {
+                // The thread finishes the commit it is in (whole, as a
+                // killed process's last transaction either landed or not)
+                // and drops everything queued; the message only wakes it.
+                aborted.store(true, Ordering::Release);
+                let _ = self.shared.queue.try_send(Message::Close);
+                let _ = done.await;
+            }
+            None => {}
         }
         self.shared.reader.pool.close().await;
     }
@@ -570,8 +618,81 @@ const WAL_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 /// How long a loaded committer waits for a batch to fill.
 const LOADED_WAIT: Duration = Duration::from_micros(500);
 
-/// Rows per INSERT in a SQLite commit script (literals, no parameters).
-const SCRIPT_ROWS_PER_INSERT: usize = 256;
+/// The slice the SQLite committer thread sleeps while a loaded batch fills.
+const FILL_POLL: Duration = Duration::from_micros(100);
+
+/// How the log stops its committer.
+enum CommitterHandle {
+    /// PostgreSQL: a task on the gateway's runtime.
+    Task(JoinHandle<()>),
+    /// SQLite: a thread of its own, which says when it has finished (and
+    /// closed its connection) on `done`.
+    Thread {
+        done: oneshot::Receiver<()>,
+        aborted: Arc<AtomicBool>,
+    },
+}
+
+/// The SQLite committer's own connection, opened with rusqlite on the
+/// database file the pool uses (one SQLite library, so the two share its
+/// locks). A group commit is a handful of statements executed in place on
+/// the committer's thread; through sqlx every statement, even inside one
+/// script, is a hand-off to sqlx's connection thread and back, and each
+/// hand-off back waits for the gateway's busy runtime to poll the
+/// committer again (strace: five round trips per commit, most of a loaded
+/// commit's time).
+struct SqliteWriter {
+    path: std::path::PathBuf,
+    conn: Option<rusqlite::Connection>,
+}
+
+impl SqliteWriter {
+    /// The file behind `pool` (its `main` database), opened for writing.
+    async fn open(pool: &AnyPool) -> anyhow::Result<SqliteWriter> {
+        let file: String = sqlx::query("SELECT file FROM pragma_database_list WHERE name = 'main'")
+            .fetch_one(pool)
+            .await?
+            .try_get(0)?;
+        if file.is_empty() {
+            anyhow::bail!("the audit log must be a SQLite file, not an in-memory database");
+        }
+        let mut writer = SqliteWriter {
+            path: file.into(),
+            conn: None,
+        };
+        writer.connection()?;
+        Ok(writer)
+    }
+
+    /// The connection, reopened if the last one was given up.
+    fn connection(&mut self) -> Result<&mut rusqlite::Connection, rusqlite::Error> {
+        use rusqlite::OpenFlags;
+        if self.conn.is_none() {
+            let conn = rusqlite::Connection::open_with_flags(
+                &self.path,
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            // As the pool's connections (see `connect`): WAL, fsynced at
+            // every commit, the background checkpoint's safety net.
+            conn.execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                 PRAGMA busy_timeout = 10000; PRAGMA wal_autocheckpoint = 16384;",
+            )?;
+            conn.set_prepared_statement_cache_capacity(8);
+            self.conn = Some(conn);
+        }
+        match self.conn.as_mut() {
+            Some(conn) => Ok(conn),
+            None => Err(rusqlite::Error::InvalidQuery),
+        }
+    }
+}
+
+impl From<rusqlite::Error> for AuditError {
+    fn from(e: rusqlite::Error) -> Self {
+        AuditError::Database(Arc::new(e))
+    }
+}
 
 /// Counters of the committer, for health and metrics.
 #[derive(Debug, Default)]
@@ -613,11 +734,17 @@ struct Committer {
     /// SQLite: the one connection group commits are written on (see
     /// [`Committer::write_sqlite`]); `None` until first used or after a
     /// connection had to be dropped.
-    writer: Option<PoolConnection<sqlx::Any>>,
+    /// SQLite: the committer's own connection.
+    sqlite: Option<SqliteWriter>,
+    /// The gateway's runtime, for the SQLite committer thread's async work
+    /// (reloading the head, background WAL checkpoints).
+    runtime: tokio::runtime::Handle,
+    /// Set by [`AuditLog::abort_committer`].
+    aborted: Arc<AtomicBool>,
     /// SQLite: when the last background WAL checkpoint was started, and
     /// whether one is running.
     wal_checkpoint_at: std::time::Instant,
-    wal_checkpointing: Arc<std::sync::atomic::AtomicBool>,
+    wal_checkpointing: Arc<AtomicBool>,
     recent: Arc<Mutex<RecentLeaves>>,
 }
 
@@ -633,14 +760,7 @@ impl Committer {
                     Err(_) => break,
                 }
             }
-            // Under load (the last commit carried several entries) wait a
-            // little for more: fewer, larger commits cost far less CPU and
-            // disk than many small ones. Idle, commit at once.
-            let wait = if self.last_batch > 1 {
-                self.max_wait.max(LOADED_WAIT)
-            } else {
-                self.max_wait
-            };
+            let wait = self.fill_wait();
             if !wait.is_zero() && !closing && !batch.is_empty() {
                 let deadline = tokio::time::Instant::now() + wait;
                 while batch.len() < self.max_batch && !closing {
@@ -660,6 +780,65 @@ impl Committer {
         tracing::debug!(log_id = %self.log_id, size = self.range.size(), "audit log committer stopped");
     }
 
+    /// [`Committer::run`] for SQLite, on a thread of its own: the group
+    /// commit runs here, synchronously, without waiting for the gateway's
+    /// runtime (busy with the exchanges) to poll it, and the batch-fill wait
+    /// sleeps in 100 µs slices instead of tokio's millisecond timer.
+    fn run_on_thread(mut self, mut incoming: mpsc::Receiver<Message>) {
+        let mut batch: Vec<Pending> = Vec::with_capacity(self.max_batch);
+        let mut closing = false;
+        while let Some(first) = incoming.blocking_recv() {
+            take(first, &mut batch, &mut incoming, &mut closing);
+            while batch.len() < self.max_batch {
+                match incoming.try_recv() {
+                    Ok(message) => take(message, &mut batch, &mut incoming, &mut closing),
+                    Err(_) => break,
+                }
+            }
+            let wait = self.fill_wait();
+            if !wait.is_zero() && !closing && !batch.is_empty() {
+                let deadline = std::time::Instant::now() + wait;
+                while batch.len() < self.max_batch && !closing {
+                    match incoming.try_recv() {
+                        Ok(message) => take(message, &mut batch, &mut incoming, &mut closing),
+                        Err(mpsc::error::TryRecvError::Empty) => {
+                            let now = std::time::Instant::now();
+                            if now >= deadline {
+                                break;
+                            }
+                            std::thread::sleep((deadline - now).min(FILL_POLL));
+                        }
+                        Err(mpsc::error::TryRecvError::Disconnected) => break,
+                    }
+                }
+            }
+            if self.aborted.load(Ordering::Acquire) {
+                // As if killed: nothing queued is written or answered
+                // (dropping the batch fails its waiters with `Closed`).
+                break;
+            }
+            if !batch.is_empty() {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(self.max_batch));
+                self.last_batch = full.len();
+                let runtime = self.runtime.clone();
+                runtime.block_on(self.commit(full));
+                self.checkpoint_wal();
+            }
+        }
+        tracing::debug!(log_id = %self.log_id, size = self.range.size(), "audit log committer stopped");
+    }
+
+    /// How long to hold a batch open for more company: under load (the last
+    /// commit carried several entries) fewer, larger commits cost far less
+    /// CPU and disk than many small ones; idle, commit at once.
+    fn fill_wait(&self) -> Duration {
+        if self.last_batch > 1 {
+            self.max_wait.max(LOADED_WAIT)
+        } else {
+            self.max_wait
+        }
+    }
+
     /// SQLite: copies the WAL back into the database file in the background,
     /// about once a second, on a connection of its own. A `PASSIVE`
     /// checkpoint never blocks the writer, so group commits do not pay for
@@ -669,7 +848,6 @@ impl Committer {
     /// automatic checkpoint stays on, at a larger threshold, in case these
     /// fall behind.
     fn checkpoint_wal(&mut self) {
-        use std::sync::atomic::Ordering;
         if self.engine != Engine::Sqlite
             || self.wal_checkpoint_at.elapsed() < WAL_CHECKPOINT_INTERVAL
             || self.wal_checkpointing.swap(true, Ordering::AcqRel)
@@ -679,7 +857,7 @@ impl Committer {
         self.wal_checkpoint_at = std::time::Instant::now();
         let pool = self.pool.clone();
         let running = self.wal_checkpointing.clone();
-        tokio::spawn(async move {
+        self.runtime.spawn(async move {
             match pool.execute("PRAGMA wal_checkpoint(PASSIVE)").await {
                 // Closed while the log shuts down: the next start
                 // checkpoints.
@@ -690,74 +868,35 @@ impl Committer {
         });
     }
 
-    /// [`Committer::write`] on SQLite: the whole transaction as one script,
-    /// so one round trip to the connection's thread instead of one per
-    /// statement (with sqlx each statement is a hand-off between threads,
-    /// and on a busy machine those hand-offs, not the disk, made up most of
-    /// a group commit's time). Values go in as SQL literals: integers,
-    /// lower-case hex, RFC 3339 text, and the entry's canonical JSON with
-    /// `'` doubled, which is all SQLite's string literals need (they have no
-    /// backslash escapes). A second writer is caught by the primary keys and
-    /// by the head check: if the head did not move from `start`, inserting
-    /// a second head row violates its key. On any error the transaction is
-    /// rolled back before the connection goes back to the pool.
+    /// [`Committer::write`] on SQLite, on the committer's own connection
+    /// and thread: the rows, the checkpoint and the head in one
+    /// `BEGIN IMMEDIATE` transaction of cached prepared statements. A second
+    /// writer is caught by the primary keys and by the head check (the head
+    /// must still be at `start`). On any error the transaction is rolled
+    /// back (rusqlite does so when it is dropped uncommitted); a connection
+    /// that cannot say it is clean again is closed and reopened for the next
+    /// commit.
     ///
     /// Every commit uses the same connection: SQLite keeps a connection's
     /// page cache only while no other connection writes, so a commit on a
     /// connection taken from the pool in turn re-read the tree's pages
     /// (dozens of reads per commit) that its own last commit had written.
-    async fn write_sqlite(
+    fn write_sqlite(
         &mut self,
         start: u64,
         batch: &[Pending],
         checkpoint: &SignedCheckpoint,
         after: &CompactRange,
     ) -> Result<(), AuditError> {
-        use std::fmt::Write as _;
-        let mut script =
-            String::with_capacity(256 + batch.iter().map(|p| p.text.len() + 96).sum::<usize>());
-        script.push_str("BEGIN IMMEDIATE;\n");
-        for (chunk_no, chunk) in batch.chunks(SCRIPT_ROWS_PER_INSERT).enumerate() {
-            script.push_str("INSERT INTO audit_entries (leaf_index, entry, leaf_hash) VALUES ");
-            for (i, pending) in chunk.iter().enumerate() {
-                let index = start + (chunk_no * SCRIPT_ROWS_PER_INSERT + i) as u64;
-                if i > 0 {
-                    script.push_str(", ");
-                }
-                let _ = write!(
-                    script,
-                    "({}, '{}', '{}')",
-                    to_i64(index)?,
-                    pending.text.replace('\'', "''"),
-                    hex::encode(pending.leaf_hash)
-                );
-            }
-            script.push_str(";\n");
-        }
-        let c = &checkpoint.checkpoint;
-        let _ = write!(
-            script,
-            "INSERT INTO audit_checkpoints (size, log_id, root, at, key_id, signature) \
-             VALUES ({}, '{}', '{}', '{}', '{}', '{}');\n\
-             UPDATE audit_head SET size = {}, peaks = '{}' WHERE singleton = 1 AND size = {};\n\
-             INSERT INTO audit_head (singleton, size, peaks) SELECT 1, 0, '' WHERE changes() = 0;\n\
-             COMMIT;",
-            to_i64(c.size)?,
-            c.log_id.replace('\'', "''"),
-            hex::encode(c.root),
-            format_at(c.at),
-            checkpoint.key_id.replace('\'', "''"),
-            hex::encode(checkpoint.signature.to_bytes()),
-            to_i64(after.size())?,
-            encode_peaks(after.peaks()),
-            to_i64(start)?,
-        );
-        let conn = match self.writer.take() {
-            Some(conn) => conn,
-            None => self.pool.acquire().await?,
+        let Some(writer) = self.sqlite.as_mut() else {
+            return Err(AuditError::Closed);
         };
-        let (conn, result) = run_script(conn, script, start).await;
-        self.writer = conn;
+        let result =
+            write_sqlite_transaction(writer.connection()?, start, batch, checkpoint, after);
+        if result.is_err() && writer.conn.as_ref().is_some_and(|c| !c.is_autocommit()) {
+            // Still inside a transaction after the rollback: not clean.
+            writer.conn = None;
+        }
         result
     }
 
@@ -855,7 +994,7 @@ impl Committer {
         after: &CompactRange,
     ) -> Result<(), AuditError> {
         if self.engine == Engine::Sqlite {
-            return self.write_sqlite(start, batch, checkpoint, after).await;
+            return self.write_sqlite(start, batch, checkpoint, after);
         }
         let mut tx = match self.engine {
             // Take the write lock up front: a second writer (there should be
@@ -942,35 +1081,55 @@ fn head_moved(start: u64) -> AuditError {
     ))
 }
 
-/// Runs a commit script on `conn`, rolling back on error (see
-/// [`Committer::write_sqlite`]), and gives the connection back unless it is
-/// not known to be clean. Boxed with owned arguments: sqlx's executor
-/// bounds otherwise defeat the compiler's `Send` inference.
-type ScriptRun = (Option<PoolConnection<sqlx::Any>>, Result<(), AuditError>);
-fn run_script(
-    mut conn: PoolConnection<sqlx::Any>,
-    script: String,
+/// The statements of one SQLite group commit (see
+/// [`Committer::write_sqlite`]).
+fn write_sqlite_transaction(
+    conn: &mut rusqlite::Connection,
     start: u64,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = ScriptRun> + Send>> {
-    Box::pin(async move {
-        let result = conn.execute(sqlx::raw_sql(&script)).await;
-        match result {
-            Ok(_) => (Some(conn), Ok(())),
-            Err(e) => {
-                let conn = if conn.execute(sqlx::raw_sql("ROLLBACK")).await.is_err() {
-                    // Not known to be clean: never reuse it.
-                    let _ = conn.detach();
-                    None
-                } else {
-                    Some(conn)
-                };
-                if e.to_string().contains("audit_head") {
-                    return (conn, Err(head_moved(start)));
-                }
-                (conn, Err(e.into()))
-            }
+    batch: &[Pending],
+    checkpoint: &SignedCheckpoint,
+    after: &CompactRange,
+) -> Result<(), AuditError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO audit_entries (leaf_index, entry, leaf_hash) VALUES (?1, ?2, ?3)",
+        )?;
+        for (pending, index) in batch.iter().zip(start..) {
+            insert.execute(rusqlite::params![
+                to_i64(index)?,
+                pending.text.as_str(),
+                hex::encode(pending.leaf_hash)
+            ])?;
         }
-    })
+    }
+    let c = &checkpoint.checkpoint;
+    tx.prepare_cached(
+        "INSERT INTO audit_checkpoints (size, log_id, root, at, key_id, signature) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(rusqlite::params![
+        to_i64(c.size)?,
+        c.log_id.as_str(),
+        hex::encode(c.root),
+        format_at(c.at),
+        checkpoint.key_id.as_str(),
+        hex::encode(checkpoint.signature.to_bytes()),
+    ])?;
+    let moved = tx
+        .prepare_cached(
+            "UPDATE audit_head SET size = ?1, peaks = ?2 WHERE singleton = 1 AND size = ?3",
+        )?
+        .execute(rusqlite::params![
+            to_i64(after.size())?,
+            encode_peaks(after.peaks()),
+            to_i64(start)?
+        ])?;
+    if moved != 1 {
+        return Err(head_moved(start));
+    }
+    tx.commit()?;
+    Ok(())
 }
 
 fn insert_statements() -> Vec<String> {
