@@ -82,6 +82,23 @@ async fn sqlite_commits_reach_the_database_file_in_the_background() {
     log.close().await;
 }
 
+/// SQLite: the committer writes through a connection of its own to the
+/// pool's file, so an in-memory database (one per connection) cannot hold
+/// the log; opening one says so instead of losing entries.
+#[tokio::test]
+async fn an_in_memory_sqlite_log_is_refused_with_the_reason() {
+    let settings = AuditLogSettings {
+        database_url: "sqlite::memory:".into(),
+        log_id: LOG.into(),
+        max_batch: 16,
+        max_wait: Duration::ZERO,
+    };
+    let error = AuditLog::open(settings, key()).await.unwrap_err();
+    let message = format!("{error:#}");
+    assert!(message.contains("in-memory database"), "{message}");
+    assert!(message.contains(LOG), "{message}");
+}
+
 fn settings(db: &TestDb, max_batch: usize) -> AuditLogSettings {
     AuditLogSettings {
         database_url: db.url.clone(),
