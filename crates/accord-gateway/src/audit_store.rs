@@ -745,9 +745,7 @@ struct Committer {
     /// `insert_sql[k]` inserts `2^k` entry rows.
     insert_sql: Vec<String>,
     /// SQLite: the one connection group commits are written on (see
-    /// [`Committer::write_sqlite`]); `None` until first used or after a
-    /// connection had to be dropped.
-    /// SQLite: the committer's own connection.
+    /// [`Committer::write_sqlite`]); `None` on PostgreSQL.
     sqlite: Option<SqliteWriter>,
     /// The gateway's runtime, for the SQLite committer thread's async work
     /// (reloading the head, background WAL checkpoints).
