@@ -608,13 +608,11 @@ impl AuditLog {
 // ---------------------------------------------------------------------------
 // The committer
 
-/// The most rows one INSERT statement carries. Batches are written in
-/// power-of-two chunks up to this, so a connection prepares at most six
-/// distinct INSERT statements (and its statement cache keeps them). Not
-/// more: binding a parameter by name costs SQLite a scan of the statement's
-/// parameter list, so a statement's binding time grows with the square of
-/// its parameters (at 256 rows, 768 parameters, it was a tenth of the
-/// gateway's CPU).
+/// The most rows one INSERT statement carries on PostgreSQL. Batches are
+/// written in power-of-two chunks up to this, so a connection prepares at
+/// most six distinct INSERT statements (and its statement cache keeps
+/// them), each a single round trip. (SQLite's writer inserts row by row
+/// with one cached statement: in process, a row costs no round trip.)
 const MAX_ROWS_PER_INSERT: usize = 32;
 
 /// How often the committer starts a background WAL checkpoint (SQLite).
@@ -765,12 +763,7 @@ impl Committer {
         let mut closing = false;
         while let Some(first) = incoming.recv().await {
             take(first, &mut batch, &mut incoming, &mut closing);
-            while batch.len() < self.max_batch {
-                match incoming.try_recv() {
-                    Ok(message) => take(message, &mut batch, &mut incoming, &mut closing),
-                    Err(_) => break,
-                }
-            }
+            take_queued(&mut incoming, &mut batch, self.max_batch, &mut closing);
             let wait = self.fill_wait(LOADED_WAIT_TASK);
             if !wait.is_zero() && !closing && !batch.is_empty() {
                 let deadline = tokio::time::Instant::now() + wait;
@@ -801,24 +794,14 @@ impl Committer {
         let mut closing = false;
         while let Some(first) = incoming.blocking_recv() {
             take(first, &mut batch, &mut incoming, &mut closing);
-            while batch.len() < self.max_batch {
-                match incoming.try_recv() {
-                    Ok(message) => take(message, &mut batch, &mut incoming, &mut closing),
-                    Err(_) => break,
-                }
-            }
+            take_queued(&mut incoming, &mut batch, self.max_batch, &mut closing);
             let wait = self.fill_wait(LOADED_WAIT_THREAD);
             if !wait.is_zero() && !closing && batch.len() < self.max_batch {
                 // Sleep through the wait and then take what came, rather
                 // than wake for every entry as it arrives: each wake-up is
                 // a context switch, and under load there are hundreds.
                 std::thread::sleep(wait);
-                while batch.len() < self.max_batch {
-                    match incoming.try_recv() {
-                        Ok(message) => take(message, &mut batch, &mut incoming, &mut closing),
-                        Err(_) => break,
-                    }
-                }
+                take_queued(&mut incoming, &mut batch, self.max_batch, &mut closing);
             }
             if self.aborted.load(Ordering::Acquire) {
                 // As if killed: nothing queued is written or answered
@@ -993,7 +976,8 @@ impl Committer {
         }
     }
 
-    /// The batch's rows, its checkpoint and the new head, in one transaction.
+    /// The batch's rows, its checkpoint and the new head, in one transaction
+    /// (on PostgreSQL through the pool; SQLite has its own writer).
     async fn write(
         &mut self,
         start: u64,
@@ -1004,12 +988,7 @@ impl Committer {
         if self.engine == Engine::Sqlite {
             return self.write_sqlite(start, batch, checkpoint, after);
         }
-        let mut tx = match self.engine {
-            // Take the write lock up front: a second writer (there should be
-            // none) waits on the busy timeout instead of failing mid-way.
-            Engine::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Engine::Postgres => self.pool.begin().await?,
-        };
+        let mut tx = self.pool.begin().await?;
         if self.force_synchronous_commit {
             (&mut *tx)
                 .execute("SET LOCAL synchronous_commit = on")
@@ -1072,6 +1051,21 @@ fn take(
         Message::Close => {
             incoming.close();
             *closing = true;
+        }
+    }
+}
+
+/// Takes what is already queued, up to `max_batch` in all, without waiting.
+fn take_queued(
+    incoming: &mut mpsc::Receiver<Message>,
+    batch: &mut Vec<Pending>,
+    max_batch: usize,
+    closing: &mut bool,
+) {
+    while batch.len() < max_batch {
+        match incoming.try_recv() {
+            Ok(message) => take(message, batch, incoming, closing),
+            Err(_) => break,
         }
     }
 }

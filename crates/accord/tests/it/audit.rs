@@ -33,6 +33,11 @@ fn leaves(from: u32, to: u32, fork_at: Option<u32>) -> Vec<Hash> {
 }
 
 /// A signed checkpoint of `range` with the proof from `anchored`.
+/// A record batch receipt's `(accepted, duplicates)`.
+fn counts(receipt: &Value) -> (Option<u64>, Option<u64>) {
+    (receipt["accepted"].as_u64(), receipt["duplicates"].as_u64())
+}
+
 fn submission(key: &SigningKey, anchored: &CompactRange, added: &[Hash]) -> (Value, CompactRange) {
     let batch = Batch::new(anchored, added);
     let signed = Checkpoint {
@@ -392,17 +397,13 @@ async fn gateways_report_operational_records_once(engine: Engine) {
         .post("/api/v1/monitoring/records", "unused", first.clone())
         .await;
     assert_eq!(
-        (
-            status,
-            receipt["accepted"].as_u64(),
-            receipt["duplicates"].as_u64()
-        ),
-        (200, Some(3), Some(0)),
+        (status, counts(&receipt)),
+        (200, (Some(3), Some(0))),
         "{receipt}"
     );
     let (_, receipt) = t.post("/api/v1/monitoring/records", "unused", first).await;
     assert_eq!(
-        (receipt["accepted"].as_u64(), receipt["duplicates"].as_u64()),
+        counts(&receipt),
         (Some(0), Some(3)),
         "a retried batch is stored once"
     );
@@ -413,10 +414,7 @@ async fn gateways_report_operational_records_once(engine: Engine) {
             batch(vec![record(3, "health-stats"), record(4, "town-residence")]),
         )
         .await;
-    assert_eq!(
-        (receipt["accepted"].as_u64(), receipt["duplicates"].as_u64()),
-        (Some(1), Some(1))
-    );
+    assert_eq!(counts(&receipt), (Some(1), Some(1)));
 
     let before = t.snapshot().await;
     let mut tampered = batch(vec![record(5, "town-residence")]);
@@ -502,21 +500,14 @@ async fn gateways_report_operational_records_once(engine: Engine) {
         .post("/api/v1/monitoring/records", "unused", batch(many.clone()))
         .await;
     assert_eq!(
-        (
-            status,
-            receipt["accepted"].as_u64(),
-            receipt["duplicates"].as_u64()
-        ),
-        (200, Some(251), Some(0)),
+        (status, counts(&receipt)),
+        (200, (Some(251), Some(0))),
         "{receipt}"
     );
     let (_, receipt) = t
         .post("/api/v1/monitoring/records", "unused", batch(many.clone()))
         .await;
-    assert_eq!(
-        (receipt["accepted"].as_u64(), receipt["duplicates"].as_u64()),
-        (Some(0), Some(251))
-    );
+    assert_eq!(counts(&receipt), (Some(0), Some(251)));
     let (_, _, bulk) = t
         .call(
             "GET",
