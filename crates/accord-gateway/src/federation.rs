@@ -167,10 +167,14 @@ pub struct ConfigurationHealth {
     pub detail: String,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Status {
     confirmed_at: Option<SystemTime>,
     last_error: Option<String>,
+    /// Why the cache file was not used at start, kept until a
+    /// configuration is installed: a failed fetch afterwards must not hide
+    /// that the cache on disk was refused.
+    cache_refused: Option<String>,
 }
 
 /// The gateway's source of federation configuration.
@@ -209,7 +213,7 @@ impl ConfigSource {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
             Err(e) => {
-                self.failed(format!(
+                self.cache_refused(format!(
                     "reading the cached configuration {}: {e}",
                     path.display()
                 ));
@@ -219,7 +223,7 @@ impl ConfigSource {
         let cached: CacheFile = match serde_json::from_str(&text) {
             Ok(c) => c,
             Err(e) => {
-                self.failed(format!(
+                self.cache_refused(format!(
                     "the cached configuration {} is unreadable: {e}",
                     path.display()
                 ));
@@ -230,7 +234,7 @@ impl ConfigSource {
             .signed
             .verify(&self.settings.anchor, &self.settings.instance, None)
         {
-            self.failed(format!(
+            self.cache_refused(format!(
                 "the cached configuration {} is refused: {e}",
                 path.display()
             ));
@@ -252,10 +256,19 @@ impl ConfigSource {
         }
     }
 
+    fn cache_refused(&self, error: String) {
+        tracing::warn!(%error, "federation configuration");
+        if let Ok(mut status) = self.status.lock() {
+            status.last_error = Some(error.clone());
+            status.cache_refused = Some(error);
+        }
+    }
+
     fn confirmed(&self, at: SystemTime) {
         if let Ok(mut status) = self.status.lock() {
             status.confirmed_at = Some(at);
             status.last_error = None;
+            status.cache_refused = None;
         }
     }
 
@@ -268,13 +281,16 @@ impl ConfigSource {
     pub fn current(&self) -> Result<Arc<Federation>, Unavailable> {
         let status = self.status_snapshot();
         let Some(federation) = self.current.borrow().clone() else {
-            return Err(Unavailable::NoConfiguration {
-                last_error: status
-                    .1
-                    .unwrap_or_else(|| "the registry has not answered yet".into()),
-            });
+            let last = status
+                .last_error
+                .unwrap_or_else(|| "the registry has not answered yet".into());
+            let last_error = match status.cache_refused {
+                Some(cache) if cache != last => format!("{last}; and {cache}"),
+                _ => last,
+            };
+            return Err(Unavailable::NoConfiguration { last_error });
         };
-        let age = status.0.map_or(Duration::MAX, |c| {
+        let age = status.confirmed_at.map_or(Duration::MAX, |c| {
             SystemTime::now().duration_since(c).unwrap_or_default()
         });
         if age > self.settings.grace_period {
@@ -282,16 +298,19 @@ impl ConfigSource {
                 age_seconds: age.as_secs(),
                 grace_seconds: self.settings.grace_period.as_secs(),
                 registry: self.settings.registry_url.clone(),
-                last_error: status.1.unwrap_or_else(|| "no answer".into()),
+                last_error: status.last_error.unwrap_or_else(|| "no answer".into()),
             });
         }
         Ok(federation)
     }
 
-    fn status_snapshot(&self) -> (Option<SystemTime>, Option<String>) {
+    fn status_snapshot(&self) -> Status {
         match self.status.lock() {
-            Ok(s) => (s.confirmed_at, s.last_error.clone()),
-            Err(_) => (None, Some("status lock poisoned".into())),
+            Ok(s) => s.clone(),
+            Err(_) => Status {
+                last_error: Some("status lock poisoned".into()),
+                ..Status::default()
+            },
         }
     }
 
@@ -301,7 +320,11 @@ impl ConfigSource {
     }
 
     pub fn health(&self) -> ConfigurationHealth {
-        let (confirmed, last_error) = self.status_snapshot();
+        let Status {
+            confirmed_at: confirmed,
+            last_error,
+            ..
+        } = self.status_snapshot();
         let held = self.current.borrow().clone();
         let (usable, detail) = match self.current() {
             Ok(_) => (true, "exchanging on a verified configuration".to_owned()),

@@ -161,15 +161,29 @@ async fn a_restarted_gateway_starts_from_its_verified_cache() {
     let text = std::fs::read_to_string(&settings.cache_file).unwrap();
     std::fs::write(&settings.cache_file, text.replace("Agency 1", "Agency X")).unwrap();
     let tampered = ConfigSource::start(settings.clone());
-    match tampered.current() {
+    let refused = |source: &ConfigSource| match source.current() {
         Err(Unavailable::NoConfiguration { last_error }) => {
             assert!(
                 last_error.contains("refused") && last_error.contains("digest"),
                 "{last_error}"
-            )
+            );
+            last_error
         }
         other => panic!("a tampered cache must not be used: {other:?}"),
-    }
+    };
+    refused(&tampered);
+    // The registry is still down: once a fetch has failed too, the refusal
+    // of the cache is still named, beside the fetch's error.
+    until("a failed fetch", || {
+        tampered
+            .health()
+            .last_error
+            .filter(|e| e.contains("cannot reach the registry"))
+    })
+    .await;
+    let both = refused(&tampered);
+    assert!(both.contains("cannot reach the registry"), "{both}");
+    assert!(tampered.health().detail.contains("digest"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
