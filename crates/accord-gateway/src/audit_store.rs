@@ -88,7 +88,10 @@
 //! row. The entry is stored as the exact canonical JSON text that was
 //! hashed, never as JSONB, so verification hashes what is stored and never
 //! re-serializes. The database is the gateway's own: its migration table
-//! would clash with the registry's.
+//! would clash with the registry's. On SQLite a second migration
+//! (`migrations/sqlite/0002_rowid_tables.sql`) rebuilds the tables with
+//! their keys as rowids: three pages per group commit instead of five, and
+//! about 0.1 ms less per commit on the target disk.
 //!
 //! On SQLite the committer writes every group commit on one connection of
 //! its own (so its page cache stays valid; rusqlite, the only write path
@@ -171,6 +174,20 @@ pub struct Receipt {
     pub checkpoint: SignedCheckpoint,
     /// The entry's RFC 9162 inclusion proof against `checkpoint`.
     pub inclusion_proof: Vec<Hash>,
+}
+
+/// An entry handed to the committer, not yet known to be durable.
+#[derive(Debug)]
+pub struct Appending {
+    answer: oneshot::Receiver<Result<Receipt, AuditError>>,
+}
+
+impl Appending {
+    /// Waits until the entry's group commit is durable, and returns the
+    /// entry's receipt (or why it could not be written).
+    pub async fn durable(self) -> Result<Receipt, AuditError> {
+        self.answer.await.map_err(|_| AuditError::Closed)?
+    }
 }
 
 impl Receipt {
@@ -335,7 +352,7 @@ impl AuditLog {
         let (pool, engine) = connect(&settings.database_url, true)
             .await
             .with_context(|| format!("opening the audit log database of {}", settings.log_id))?;
-        migrator()
+        migrator(engine)
             .run(&pool)
             .await
             .context("migrating the audit log schema")?;
@@ -454,29 +471,27 @@ impl AuditLog {
         // self-consistent whatever happens.
         let text = String::from_utf8(bytes)
             .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-        self.append_text(text).await
+        self.enqueue_canonical(text).await?.durable().await
     }
 
-    /// [`AuditLog::append`] for an entry already in canonical form (what
-    /// [`AuditEntry::canonical_bytes`] gave), so that a caller who also
-    /// needs the bytes serializes once.
-    pub async fn append_canonical(&self, canonical: String) -> Result<Receipt, AuditError> {
-        self.append_text(canonical).await
-    }
-
-    async fn append_text(&self, text: String) -> Result<Receipt, AuditError> {
-        let leaf_hash = hash_leaf(text.as_bytes());
+    /// Hands an entry in canonical form to the committer and returns at
+    /// once: the entry goes into the next group commit while the caller
+    /// does other work (the provider sends its answer's body, the consumer
+    /// waits for the provider's proof), and [`Appending::durable`] waits
+    /// for that commit. Entries are logged in the order they are enqueued.
+    pub async fn enqueue_canonical(&self, canonical: String) -> Result<Appending, AuditError> {
+        let leaf_hash = hash_leaf(canonical.as_bytes());
         let (reply, answer) = oneshot::channel();
         self.shared
             .queue
             .send(Message::Append(Pending {
-                text,
+                text: canonical,
                 leaf_hash,
                 reply,
             }))
             .await
             .map_err(|_| AuditError::Closed)?;
-        answer.await.map_err(|_| AuditError::Closed)?
+        Ok(Appending { answer })
     }
 
     /// The number of durable entries.
@@ -1158,15 +1173,28 @@ enum Engine {
     Postgres,
 }
 
-fn migrator() -> Migrator {
-    Migrator {
-        migrations: Cow::Owned(vec![Migration::new(
-            1,
-            Cow::Borrowed("audit"),
+/// The schema: `0001` on both engines, then, on SQLite only, `0002`, which
+/// rebuilds the tables around their keys as rowids (fewer pages written per
+/// group commit; the file says why).
+fn migrator(engine: Engine) -> Migrator {
+    let mut migrations = vec![Migration::new(
+        1,
+        Cow::Borrowed("audit"),
+        MigrationType::Simple,
+        Cow::Borrowed(include_str!("../migrations/0001_audit.sql")),
+        false,
+    )];
+    if engine == Engine::Sqlite {
+        migrations.push(Migration::new(
+            2,
+            Cow::Borrowed("rowid tables"),
             MigrationType::Simple,
-            Cow::Borrowed(include_str!("../migrations/0001_audit.sql")),
+            Cow::Borrowed(include_str!("../migrations/sqlite/0002_rowid_tables.sql")),
             false,
-        )]),
+        ));
+    }
+    Migrator {
+        migrations: Cow::Owned(migrations),
         ..Migrator::DEFAULT
     }
 }

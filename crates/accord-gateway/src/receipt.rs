@@ -21,11 +21,22 @@
 //! TLS certificate answered. Anything else is a bad signature: the response
 //! is not passed on.
 //!
-//! Wire form (two response headers, base64url without padding):
-//! - `X-Accord-Receipt`: the entry's RFC 8785 canonical JSON, the exact
-//!   bytes that were hashed into the log;
+//! Wire form (base64url without padding):
+//! - `X-Accord-Receipt`, a response header: the entry's RFC 8785 canonical
+//!   JSON, the exact bytes that were hashed into the log;
 //! - `X-Accord-Receipt-Proof`: JSON `{index, checkpoint, proof}` with the
 //!   checkpoint as in the registry's API and the proof as hex hashes.
+//!
+//! The proof exists only once the provider's group commit is durable. A
+//! consumer gateway asks for it as an HTTP/1.1 trailer (`TE: trailers`):
+//! the provider then sends the head and body as soon as the backend has
+//! answered and the proof after the body when its commit is done, so the
+//! consumer checks the entry and starts its own commit meanwhile, and the
+//! two gateways' durable writes overlap instead of following each other.
+//! If the provider's log cannot take the entry, the trailer is
+//! `X-Accord-Receipt-Error` instead. Without `TE: trailers` (and for
+//! answers that cannot have a body) the proof is a response header, sent
+//! after the commit.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Mutex;
@@ -41,6 +52,9 @@ use crate::audit_store::Receipt;
 
 pub const X_ACCORD_RECEIPT: HeaderName = HeaderName::from_static("x-accord-receipt");
 pub const X_ACCORD_RECEIPT_PROOF: HeaderName = HeaderName::from_static("x-accord-receipt-proof");
+/// The trailer a streaming provider sends instead of the proof when its
+/// audit log could not record the exchange.
+pub const X_ACCORD_RECEIPT_ERROR: HeaderName = HeaderName::from_static("x-accord-receipt-error");
 
 #[derive(Serialize, Deserialize)]
 struct ProofWire {
@@ -52,19 +66,29 @@ struct ProofWire {
 /// Adds the receipt headers for `entry_bytes` (the canonical bytes that
 /// were appended) and its `receipt`.
 pub fn add_headers(headers: &mut HeaderMap, entry_bytes: &[u8], receipt: &Receipt) {
+    if let Some(v) = entry_value(entry_bytes) {
+        headers.insert(X_ACCORD_RECEIPT, v);
+    }
+    if let Some(v) = proof_value(receipt) {
+        headers.insert(X_ACCORD_RECEIPT_PROOF, v);
+    }
+}
+
+/// The `X-Accord-Receipt` value for an entry's canonical bytes.
+pub fn entry_value(entry_bytes: &[u8]) -> Option<HeaderValue> {
+    // Base64url is always a valid header value.
+    HeaderValue::from_str(&URL_SAFE_NO_PAD.encode(entry_bytes)).ok()
+}
+
+/// The `X-Accord-Receipt-Proof` value for a receipt.
+pub fn proof_value(receipt: &Receipt) -> Option<HeaderValue> {
     let wire = ProofWire {
         index: receipt.index,
         checkpoint: receipt.checkpoint.clone(),
         proof: receipt.inclusion_proof.iter().map(hex::encode).collect(),
     };
-    let proof = serde_json::to_vec(&wire).unwrap_or_default();
-    // Base64url is always a valid header value.
-    if let Ok(v) = HeaderValue::from_str(&URL_SAFE_NO_PAD.encode(entry_bytes)) {
-        headers.insert(X_ACCORD_RECEIPT, v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&URL_SAFE_NO_PAD.encode(proof)) {
-        headers.insert(X_ACCORD_RECEIPT_PROOF, v);
-    }
+    let proof = serde_json::to_vec(&wire).ok()?;
+    HeaderValue::from_str(&URL_SAFE_NO_PAD.encode(proof)).ok()
 }
 
 /// What the consumer knows about its exchange, to hold the receipt against.
@@ -147,96 +171,137 @@ pub fn verify(
     key: &VerifyingKey,
     cache: &CheckpointCache,
 ) -> Result<Verified, String> {
-    let entry_b64 = headers
-        .get(X_ACCORD_RECEIPT)
-        .ok_or("the provider gateway's answer carries no X-Accord-Receipt")?;
-    let proof_b64 = headers
+    let entry = ReceiptEntry::read(headers)?;
+    let proof = headers
         .get(X_ACCORD_RECEIPT_PROOF)
         .ok_or("the provider gateway's answer carries no X-Accord-Receipt-Proof")?;
-    let entry_bytes = URL_SAFE_NO_PAD
-        .decode(entry_b64.as_bytes())
-        .map_err(|_| "X-Accord-Receipt is not base64url")?;
-    let proof_bytes = URL_SAFE_NO_PAD
-        .decode(proof_b64.as_bytes())
-        .map_err(|_| "X-Accord-Receipt-Proof is not base64url")?;
-    let entry = AuditEntry::from_canonical_bytes(&entry_bytes)
-        .map_err(|e| format!("X-Accord-Receipt is not an audit entry: {e}"))?;
-    let wire: ProofWire = serde_json::from_slice(&proof_bytes)
-        .map_err(|e| format!("X-Accord-Receipt-Proof is malformed: {e}"))?;
-    let mut proof: Vec<Hash> = Vec::with_capacity(wire.proof.len());
-    for h in &wire.proof {
-        let hash = hex::decode(h)
-            .ok()
-            .and_then(|b| Hash::try_from(b).ok())
-            .ok_or("X-Accord-Receipt-Proof holds a malformed hash")?;
-        proof.push(hash);
+    entry.check(expected)?;
+    entry.prove(proof, expected.log_id, key, cache)
+}
+
+/// The provider's entry as its answer's headers carry it, before the proof
+/// that it is in the provider's log. A provider that streams its answer
+/// sends the entry with the headers and the proof as a trailer, once its
+/// group commit is durable; the consumer checks the entry against its
+/// exchange first and the proof when it comes.
+#[derive(Debug, Clone)]
+pub struct ReceiptEntry {
+    bytes: Vec<u8>,
+    pub entry: AuditEntry,
+}
+
+impl ReceiptEntry {
+    /// Decodes `X-Accord-Receipt`.
+    pub fn read(headers: &HeaderMap) -> Result<ReceiptEntry, String> {
+        let entry_b64 = headers
+            .get(X_ACCORD_RECEIPT)
+            .ok_or("the provider gateway's answer carries no X-Accord-Receipt")?;
+        let bytes = URL_SAFE_NO_PAD
+            .decode(entry_b64.as_bytes())
+            .map_err(|_| "X-Accord-Receipt is not base64url")?;
+        let entry = AuditEntry::from_canonical_bytes(&bytes)
+            .map_err(|e| format!("X-Accord-Receipt is not an audit entry: {e}"))?;
+        Ok(ReceiptEntry { bytes, entry })
     }
 
-    let mismatch = |what: &str, found: &str, wanted: &str| {
-        Err(format!(
-            "the provider's receipt names {what} {found:?}, this exchange has {wanted:?}"
-        ))
-    };
-    if entry.side != Side::Provider {
-        return Err("the receipt is not a provider gateway's entry".into());
+    /// Whether the entry describes this exchange.
+    pub fn check(&self, expected: &Expected<'_>) -> Result<(), String> {
+        let entry = &self.entry;
+        let mismatch = |what: &str, found: &str, wanted: &str| {
+            Err(format!(
+                "the provider's receipt names {what} {found:?}, this exchange has {wanted:?}"
+            ))
+        };
+        if entry.side != Side::Provider {
+            return Err("the receipt is not a provider gateway's entry".into());
+        }
+        if entry.exchange_id != expected.exchange_id {
+            return mismatch("X-Road-Id", &entry.exchange_id, expected.exchange_id);
+        }
+        if entry.client != expected.client {
+            return mismatch("client", &entry.client, expected.client);
+        }
+        if entry.service != expected.service {
+            return mismatch("service", &entry.service, expected.service);
+        }
+        if entry.method != expected.method {
+            return mismatch("method", &entry.method, expected.method);
+        }
+        if entry.path != expected.path {
+            return mismatch("path", &entry.path, expected.path);
+        }
+        if entry.purpose.as_deref() != expected.purpose {
+            return mismatch(
+                "purpose",
+                entry.purpose.as_deref().unwrap_or("none"),
+                expected.purpose.unwrap_or("none"),
+            );
+        }
+        if entry.request_body_sha256 != expected.request_body_sha256 {
+            return Err("the provider's receipt is for another request body".into());
+        }
+        if entry.response_body_sha256 != expected.response_body_sha256 {
+            return Err("the response body is not the one the provider signed".into());
+        }
+        if entry.status != expected.status {
+            return mismatch(
+                "status",
+                &entry.status.to_string(),
+                &expected.status.to_string(),
+            );
+        }
+        Ok(())
     }
-    if entry.exchange_id != expected.exchange_id {
-        return mismatch("X-Road-Id", &entry.exchange_id, expected.exchange_id);
+
+    /// Checks `X-Accord-Receipt-Proof` (`proof_header`) for this entry: the
+    /// checkpoint is `log_id`'s, signed with `key`, and the inclusion proof
+    /// places the entry in its tree.
+    pub fn prove(
+        self,
+        proof_header: &HeaderValue,
+        log_id: &str,
+        key: &VerifyingKey,
+        cache: &CheckpointCache,
+    ) -> Result<Verified, String> {
+        let proof_bytes = URL_SAFE_NO_PAD
+            .decode(proof_header.as_bytes())
+            .map_err(|_| "X-Accord-Receipt-Proof is not base64url")?;
+        let wire: ProofWire = serde_json::from_slice(&proof_bytes)
+            .map_err(|e| format!("X-Accord-Receipt-Proof is malformed: {e}"))?;
+        let mut proof: Vec<Hash> = Vec::with_capacity(wire.proof.len());
+        for h in &wire.proof {
+            let hash = hex::decode(h)
+                .ok()
+                .and_then(|b| Hash::try_from(b).ok())
+                .ok_or("X-Accord-Receipt-Proof holds a malformed hash")?;
+            proof.push(hash);
+        }
+        let cp = &wire.checkpoint.checkpoint;
+        if cp.log_id != log_id {
+            return Err(format!(
+                "the provider's receipt names log {:?}, this exchange has {log_id:?}",
+                cp.log_id
+            ));
+        }
+        let leaf = hash_leaf(&self.bytes);
+        if !verify_inclusion(&leaf, wire.index, cp.size, &proof, &cp.root) {
+            return Err(format!(
+                "the inclusion proof does not place the entry at {} in the provider's log of size {}",
+                wire.index, cp.size
+            ));
+        }
+        if !cache.verified(&wire.checkpoint, key) {
+            return Err(format!(
+                "the signature of the provider's checkpoint (log {}, size {}) does not verify with its registered audit key",
+                cp.log_id, cp.size
+            ));
+        }
+        Ok(Verified {
+            entry: self.entry,
+            index: wire.index,
+            checkpoint_size: cp.size,
+        })
     }
-    if entry.client != expected.client {
-        return mismatch("client", &entry.client, expected.client);
-    }
-    if entry.service != expected.service {
-        return mismatch("service", &entry.service, expected.service);
-    }
-    if entry.method != expected.method {
-        return mismatch("method", &entry.method, expected.method);
-    }
-    if entry.path != expected.path {
-        return mismatch("path", &entry.path, expected.path);
-    }
-    if entry.purpose.as_deref() != expected.purpose {
-        return mismatch(
-            "purpose",
-            entry.purpose.as_deref().unwrap_or("none"),
-            expected.purpose.unwrap_or("none"),
-        );
-    }
-    if entry.request_body_sha256 != expected.request_body_sha256 {
-        return Err("the provider's receipt is for another request body".into());
-    }
-    if entry.response_body_sha256 != expected.response_body_sha256 {
-        return Err("the response body is not the one the provider signed".into());
-    }
-    if entry.status != expected.status {
-        return mismatch(
-            "status",
-            &entry.status.to_string(),
-            &expected.status.to_string(),
-        );
-    }
-    let cp = &wire.checkpoint.checkpoint;
-    if cp.log_id != expected.log_id {
-        return mismatch("log", &cp.log_id, expected.log_id);
-    }
-    let leaf = hash_leaf(&entry_bytes);
-    if !verify_inclusion(&leaf, wire.index, cp.size, &proof, &cp.root) {
-        return Err(format!(
-            "the inclusion proof does not place the entry at {} in the provider's log of size {}",
-            wire.index, cp.size
-        ));
-    }
-    if !cache.verified(&wire.checkpoint, key) {
-        return Err(format!(
-            "the signature of the provider's checkpoint (log {}, size {}) does not verify with its registered audit key",
-            cp.log_id, cp.size
-        ));
-    }
-    Ok(Verified {
-        entry,
-        index: wire.index,
-        checkpoint_size: cp.size,
-    })
 }
 
 #[cfg(test)]

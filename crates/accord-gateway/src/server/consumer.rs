@@ -15,28 +15,30 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use accord_audit::{AuditDecision, Side};
 use accord_xroad::request::X_ACCORD_SUBJECT;
 use accord_xroad::{
     filter_request_headers, filter_response_headers, format_request_target, parse_request_headers,
-    AgreementRef, ErrorKind, Limits, MessageId, Origin, RequestHash, RequestTarget,
-    ResponseHeaders, XRoadError,
+    AgreementRef, ErrorKind, Limits, MessageId, Origin, RequestTarget, ResponseHeaders, XRoadError,
 };
-use http::{Request, Response};
+use ed25519_dalek::VerifyingKey;
+use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use super::peers::{Outgoing, PeerError};
+use super::peers::{Outgoing, PeerAnswer, PeerError};
 use super::{
-    accept_loop, check_request_framing, check_request_method, conclude, operations,
+    accept_loop, audit_failed, check_request_framing, check_request_method, conclude, operations,
     read_request_body, request_too_large, serve_connection, sha256_hex, Answer, Body, Exchange,
-    Shared,
+    PendingDigests, RequestDigests, Shared,
 };
-use crate::receipt::{self, Expected, X_ACCORD_RECEIPT, X_ACCORD_RECEIPT_PROOF};
+use crate::receipt::{
+    self, Expected, ReceiptEntry, X_ACCORD_RECEIPT, X_ACCORD_RECEIPT_ERROR, X_ACCORD_RECEIPT_PROOF,
+};
 use crate::tls::ExpectedProvider;
 
 pub(crate) async fn serve(
@@ -64,24 +66,164 @@ async fn handle(
             return response;
         }
     }
+    let origin = Origin::ConsumerGateway;
     let (mut x, raw_target) = Exchange::begin(Side::Consumer, &req);
     let result = exchange(&shared, &mut x, address, &raw_target, req).await;
-    match conclude(&shared, Origin::ConsumerGateway, &mut x, result, |_| {}).await {
-        Ok((answer, _, _)) => answer.into_response(),
+    let (mut answer, pending, response_sha256) = match result {
+        Ok(Received {
+            answer,
+            proof: Some(pending),
+            response_sha256,
+        }) => (answer, pending, response_sha256),
+        Ok(Received {
+            answer,
+            proof: None,
+            ..
+        }) => return concluded(&shared, &mut x, Ok(answer)).await,
+        Err(error) => return concluded(&shared, &mut x, Err(error)).await,
+    };
+    // The provider's proof is on its way: this gateway's entry goes into
+    // its next group commit meanwhile, so that the two durable writes
+    // overlap. The answer leaves only when both hold.
+    let recording = match shared
+        .begin_record(
+            &x,
+            answer.status.as_u16(),
+            answer.error_type.as_deref(),
+            &answer.body,
+            Some(response_sha256),
+        )
+        .await
+    {
+        Ok(recording) => recording,
+        Err(e) => return audit_failed(origin, &x, &e),
+    };
+    let proved = pending.settle(&shared).await;
+    match (proved, recording.durable().await) {
+        (_, Err(e)) => audit_failed(origin, &x, &e),
+        (Ok(proof), Ok((entry, _, _))) => {
+            shared.account(&x, &entry);
+            // The client may keep the provider's receipt as its own proof.
+            answer.headers.insert(X_ACCORD_RECEIPT_PROOF, proof);
+            answer.into_response()
+        }
+        // The entry just written records the answer as it came; this one
+        // records that it was not passed on, and why (see ARCHITECTURE:
+        // the last entry for an X-Road-Id is the exchange's outcome).
+        (Err(error), Ok(_)) => concluded(&shared, &mut x, Err(error)).await,
+    }
+}
+
+/// [`conclude`] on this side: the answer or the refusal to send.
+async fn concluded(
+    shared: &Shared,
+    x: &mut Exchange,
+    result: Result<Answer, XRoadError>,
+) -> Response<Body> {
+    match conclude(shared, Origin::ConsumerGateway, x, result, |_| {}).await {
+        Ok(answer) => answer.into_response(),
         Err(refusal) => refusal,
+    }
+}
+
+/// The provider's answer, checked as far as it has come: `proof` is still
+/// to be read (the trailer of a streamed answer) and checked.
+struct Received<'a> {
+    answer: Answer,
+    proof: Option<PendingProof<'a>>,
+    /// The SHA-256 of the answer's body, as checked against the receipt.
+    response_sha256: String,
+}
+
+/// A streamed answer's proof, still on its way.
+struct PendingProof<'a> {
+    answer: PeerAnswer<'a>,
+    entry: ReceiptEntry,
+    key: VerifyingKey,
+    log_id: String,
+    peer: String,
+    max: usize,
+    timeout: Duration,
+}
+
+impl PendingProof<'_> {
+    /// Reads the trailer and checks the proof: the `X-Accord-Receipt-Proof`
+    /// value to pass on, or why the answer must not be.
+    async fn settle(self, shared: &Shared) -> Result<HeaderValue, XRoadError> {
+        let PendingProof {
+            answer,
+            entry,
+            key,
+            log_id,
+            peer,
+            max,
+            timeout,
+        } = self;
+        let trailers = answer
+            .trailers()
+            .await
+            .map_err(|e| peer_error(e, &peer, max, timeout))?
+            .unwrap_or_default();
+        if let Some(why) = trailers.get(X_ACCORD_RECEIPT_ERROR) {
+            return Err(XRoadError::new(
+                ErrorKind::Internal(Origin::ProviderGateway),
+                format!(
+                    "the provider gateway {log_id} could not record the exchange: {}",
+                    String::from_utf8_lossy(why.as_bytes())
+                ),
+            ));
+        }
+        let not_signed = |why: &str| {
+            XRoadError::new(
+                ErrorKind::InvalidProviderSignature,
+                format!("the answer of {log_id} is not signed correctly: {why}"),
+            )
+        };
+        let proof = trailers.get(X_ACCORD_RECEIPT_PROOF).ok_or_else(|| {
+            not_signed("the provider gateway's answer carries no X-Accord-Receipt-Proof")
+        })?;
+        entry
+            .prove(proof, &log_id, &key, &shared.receipts)
+            .map_err(|why| not_signed(&why))?;
+        Ok(proof.clone())
+    }
+}
+
+/// What a failed call to a provider gateway tells the client.
+fn peer_error(e: PeerError, peer: &str, max: usize, timeout: Duration) -> XRoadError {
+    match e {
+        PeerError::Unreachable(why) => XRoadError::new(
+            ErrorKind::ProviderUnreachable,
+            format!("cannot reach the provider gateway {peer}: {why}"),
+        ),
+        PeerError::Timeout => XRoadError::new(
+            ErrorKind::ProviderUnreachable,
+            format!(
+                "the provider gateway {peer} did not answer within {} ms",
+                timeout.as_millis()
+            ),
+        ),
+        PeerError::TooLarge => XRoadError::new(
+            ErrorKind::InconsistentResponse,
+            format!("the answer of {peer} is larger than this gateway's limit of {max} bytes"),
+        ),
+        PeerError::Broken(why) => XRoadError::new(
+            ErrorKind::InconsistentResponse,
+            format!("the exchange with the provider gateway {peer} broke: {why}"),
+        ),
     }
 }
 
 /// Round robin over a provider's gateways.
 static NEXT_GATEWAY: AtomicUsize = AtomicUsize::new(0);
 
-async fn exchange(
-    shared: &Shared,
+async fn exchange<'a>(
+    shared: &'a Shared,
     x: &mut Exchange,
     address: SocketAddr,
     raw_target: &str,
     req: Request<Incoming>,
-) -> Result<Answer, XRoadError> {
+) -> Result<Received<'a>, XRoadError> {
     let (parts, body) = req.into_parts();
     check_request_framing(&parts.headers)?;
     check_request_method(&parts.method)?;
@@ -150,35 +292,48 @@ async fn exchange(
         return Err(request_too_large(max));
     }
     let body = read_request_body(body, max).await?;
-    x.received(&body);
+    x.request_size = body.len() as u64;
 
-    // Which gateway of the provider.
-    let provider = resolved.service.member();
-    let gateways: &[usize] = federation
-        .gateways_by_member
-        .get(provider)
-        .map_or(&[], Vec::as_slice);
-    if gateways.is_empty() {
-        return Err(XRoadError::new(
-            ErrorKind::ProviderUnreachable,
-            format!("{provider} has no gateway registered in the federation"),
-        ));
-    }
-    let gateway = &federation.signed.payload.gateways
-        [gateways[NEXT_GATEWAY.fetch_add(1, Ordering::Relaxed) % gateways.len()]];
-    let tls = shared.tls(Origin::ConsumerGateway)?;
-
-    // The request as it travels between the gateways.
-    let forward_target =
-        format_request_target(&resolved.service, &resolved.path, resolved.query.as_deref());
-    let request_id = MessageId::generate();
+    // Which gateway of the provider, and the request as it travels between
+    // the gateways. Until its digests are under way (below), a refusal
+    // here must still record the body's hash.
+    let prepared = (|| {
+        let provider = resolved.service.member();
+        let gateways: &[usize] = federation
+            .gateways_by_member
+            .get(provider)
+            .map_or(&[], Vec::as_slice);
+        if gateways.is_empty() {
+            return Err(XRoadError::new(
+                ErrorKind::ProviderUnreachable,
+                format!("{provider} has no gateway registered in the federation"),
+            ));
+        }
+        let gateway = &federation.signed.payload.gateways
+            [gateways[NEXT_GATEWAY.fetch_add(1, Ordering::Relaxed) % gateways.len()]];
+        let tls = shared.tls(Origin::ConsumerGateway)?;
+        let forward_target =
+            format_request_target(&resolved.service, &resolved.path, resolved.query.as_deref());
+        let request_id = MessageId::generate();
+        let mut headers = filter_request_headers(&parts.headers);
+        super::forward_xroad_headers(&mut headers, &h, &request_id)?;
+        if let Some(v) = &h.subject {
+            super::set_header(&mut headers, X_ACCORD_SUBJECT, v)?;
+        }
+        // The provider's proof may come as a trailer (see crate::receipt).
+        headers.insert(http::header::TE, HeaderValue::from_static("trailers"));
+        Ok((provider, gateway, tls, forward_target, request_id, headers))
+    })();
+    let (provider, gateway, tls, forward_target, request_id, headers) = match prepared {
+        Ok(prepared) => prepared,
+        Err(e) => {
+            x.request_body_sha256 = sha256_hex(&body);
+            return Err(e);
+        }
+    };
     x.request_id = request_id.as_str().to_owned();
-    let mut headers = filter_request_headers(&parts.headers);
-    super::forward_xroad_headers(&mut headers, &h, &request_id)?;
-    if let Some(v) = &h.subject {
-        super::set_header(&mut headers, X_ACCORD_SUBJECT, v)?;
-    }
-    let request_hash = RequestHash::compute(&parts.method, &forward_target, &headers, &body);
+    // The request leaves at once; a large body is hashed meanwhile.
+    let digests = PendingDigests::start(shared, &parts.method, &forward_target, &headers, &body);
     let outgoing = Outgoing {
         method: parts.method.clone(),
         target: forward_target,
@@ -191,78 +346,99 @@ async fn exchange(
     };
     x.forwarded_at = Some(OffsetDateTime::now_utc());
     let sent = Instant::now();
+    let timeout = shared.config.limits.provider_timeout;
+    let peer = format!("{}/{}", gateway.member, gateway.name);
     let result = shared
         .peers
-        .send(
-            tls,
-            &gateway.address,
-            expected_provider,
-            &outgoing,
-            max,
-            shared.config.limits.provider_timeout,
-        )
+        .send(tls, &gateway.address, expected_provider, &outgoing, timeout)
         .await;
-    x.backend_us = Some(u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX));
-    let peer = format!("{}/{}", gateway.member, gateway.name);
-    let (rparts, rbody, identity) = result.map_err(|e| match e {
-        PeerError::Unreachable(why) => XRoadError::new(
-            ErrorKind::ProviderUnreachable,
-            format!("cannot reach the provider gateway {peer}: {why}"),
-        ),
-        PeerError::Timeout => XRoadError::new(
-            ErrorKind::ProviderUnreachable,
-            format!(
-                "the provider gateway {peer} did not answer within {} ms",
-                shared.config.limits.provider_timeout.as_millis()
-            ),
-        ),
-        PeerError::TooLarge => XRoadError::new(
-            ErrorKind::InconsistentResponse,
-            format!("the answer of {peer} is larger than this gateway's limit of {max} bytes"),
-        ),
-        PeerError::Broken(why) => XRoadError::new(
-            ErrorKind::InconsistentResponse,
-            format!("the exchange with the provider gateway {peer} broke: {why}"),
-        ),
-    })?;
-    x.answered_at = Some(OffsetDateTime::now_utc());
+    let RequestDigests {
+        body_sha256,
+        request_hash,
+    } = digests.finish().await;
+    x.request_body_sha256 = body_sha256;
+    let mut answered = result.map_err(|e| peer_error(e, &peer, max, timeout))?;
 
     // The provider's receipt, then the request hash.
-    let log_id = identity.gateway_path();
+    let log_id = answered.identity.gateway_path();
+    let not_signed = |why: &str| {
+        XRoadError::new(
+            ErrorKind::InvalidProviderSignature,
+            format!("the answer of {log_id} is not signed correctly: {why}"),
+        )
+    };
     let key = shared.audit_key(&federation, &log_id).ok_or_else(|| {
         XRoadError::new(
             ErrorKind::InvalidProviderSignature,
             format!("the provider gateway {log_id} has no audit key registered, so its answer cannot be verified"),
         )
     })?;
+    // A streamed answer: the entry now, with the body's length, and the
+    // proof as a trailer.
+    let streamed = !answered.parts.headers.contains_key(X_ACCORD_RECEIPT_PROOF);
+    let receipt_entry = if streamed {
+        Some(ReceiptEntry::read(&answered.parts.headers).map_err(|why| not_signed(&why))?)
+    } else {
+        None
+    };
+    let rbody = answered
+        .body(receipt_entry.as_ref().map(|r| r.entry.response_size), max)
+        .await
+        .map_err(|e| peer_error(e, &peer, max, timeout))?;
+    x.backend_us = Some(u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX));
+    x.answered_at = Some(OffsetDateTime::now_utc());
     let response_sha = sha256_hex(&rbody);
     let recorded_path = x.path.clone();
     let service_text = resolved.service.to_string();
     let client_text = h.client.to_string();
-    let verified = receipt::verify(
-        &rparts.headers,
-        &Expected {
-            exchange_id: h.message_id.as_str(),
-            client: &client_text,
-            service: &service_text,
-            method: parts.method.as_str(),
-            path: &recorded_path,
-            purpose: h.purpose.as_deref(),
-            request_body_sha256: &x.request_body_sha256,
-            response_body_sha256: &response_sha,
-            status: rparts.status.as_u16(),
-            log_id: &log_id,
-        },
-        &key,
-        &shared.receipts,
-    )
-    .map_err(|why| {
-        XRoadError::new(
-            ErrorKind::InvalidProviderSignature,
-            format!("the answer of {log_id} is not signed correctly: {why}"),
-        )
-    })?;
-    let entry = &verified.entry;
+    let expected = Expected {
+        exchange_id: h.message_id.as_str(),
+        client: &client_text,
+        service: &service_text,
+        method: parts.method.as_str(),
+        path: &recorded_path,
+        purpose: h.purpose.as_deref(),
+        request_body_sha256: &x.request_body_sha256,
+        response_body_sha256: &response_sha,
+        status: answered.parts.status.as_u16(),
+        log_id: &log_id,
+    };
+    let (entry, proof) = match receipt_entry {
+        Some(receipt_entry) => {
+            receipt_entry
+                .check(&expected)
+                .map_err(|why| not_signed(&why))?;
+            let entry = receipt_entry.entry.clone();
+            (entry, Some((receipt_entry, key)))
+        }
+        None => {
+            let verified =
+                receipt::verify(&answered.parts.headers, &expected, &key, &shared.receipts)
+                    .map_err(|why| not_signed(&why))?;
+            (verified.entry, None)
+        }
+    };
+    let rparts = answered.parts.clone();
+    let proof = match proof {
+        Some((entry, key)) => Some(PendingProof {
+            answer: answered,
+            entry,
+            key,
+            log_id: log_id.clone(),
+            peer,
+            max,
+            timeout,
+        }),
+        None => {
+            // Nothing follows the body: the connection goes back to the pool.
+            answered
+                .trailers()
+                .await
+                .map_err(|e| peer_error(e, &peer, max, timeout))?;
+            None
+        }
+    };
+    let entry = &entry;
     x.agreement = entry.agreement.as_ref().map(|a| (a.id.clone(), a.version));
     x.grant = entry.grant.clone();
     if let AuditDecision::Deny { reason } = &entry.decision {
@@ -304,16 +480,21 @@ async fn exchange(
     if let Some(v) = rparts.headers.get(accord_xroad::error::X_ROAD_ERROR) {
         headers.insert(accord_xroad::error::X_ROAD_ERROR, v.clone());
     }
-    // The client may keep the provider's receipt as its own proof.
+    // The client may keep the provider's receipt as its own proof (a
+    // streamed proof is added once it has come and been checked).
     for name in [X_ACCORD_RECEIPT, X_ACCORD_RECEIPT_PROOF] {
         if let Some(v) = rparts.headers.get(&name) {
             headers.insert(name, v.clone());
         }
     }
-    Ok(Answer {
-        status: rparts.status,
-        headers,
-        body: rbody,
-        error_type,
+    Ok(Received {
+        answer: Answer {
+            status: rparts.status,
+            headers,
+            body: rbody,
+            error_type,
+        },
+        proof,
+        response_sha256: response_sha,
     })
 }

@@ -14,7 +14,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{HeaderMap, Request, Response};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -204,40 +206,60 @@ impl PeerPool {
     }
 
     /// Sends `request` to the provider gateway at `address`, which must be
-    /// `expected`, and reads the whole answer (at most `max_body` bytes)
-    /// within `timeout`. Returns the answer and the identity the TLS
-    /// handshake proved.
+    /// `expected`, and waits for the head of its answer. The whole
+    /// exchange, body and trailers included, must end within `timeout`.
+    /// Returns the answer, whose body is read with [`PeerAnswer::body`].
     pub async fn send(
         &self,
         tls: &Tls,
         address: &str,
         expected: ExpectedProvider,
         request: &Outgoing,
-        max_body: usize,
         timeout: Duration,
-    ) -> Result<(http::response::Parts, Bytes, PeerIdentity), PeerError> {
+    ) -> Result<PeerAnswer<'_>, PeerError> {
+        let deadline = tokio::time::Instant::now() + timeout;
         let key = format!("{address} {expected}");
         let gateway = expected.to_string();
-        let result = tokio::time::timeout(
-            timeout,
-            self.send_inner(tls, address, &key, expected, request, max_body),
+        let result = tokio::time::timeout_at(
+            deadline,
+            self.send_inner(tls, address, &key, expected, request),
         )
         .await
         .unwrap_or(Err(PeerError::Timeout));
-        match &result {
-            Ok(_) => self.note(&key, &gateway, |s| {
-                s.requests += 1;
-            }),
+        match result {
+            Ok((parts, body, conn)) => {
+                self.note(&key, &gateway, |s| s.requests += 1);
+                Ok(PeerAnswer {
+                    parts,
+                    identity: conn.identity.clone(),
+                    body: Some(body),
+                    trailers: None,
+                    conn,
+                    pool: self,
+                    key,
+                    gateway,
+                    address: address.to_owned(),
+                    deadline,
+                })
+            }
             Err(e) => {
-                let message = e.to_string();
-                self.note(&key, &gateway, |s| {
-                    s.requests += 1;
-                    s.failures += 1;
-                    s.last_error = Some(message);
-                });
+                self.failed(&key, &gateway, &e, false);
+                Err(e)
             }
         }
-        result
+    }
+
+    /// Counts a failure; `counted` if its request was already counted
+    /// (the answer's head had come).
+    fn failed(&self, key: &str, gateway: &str, e: &PeerError, counted: bool) {
+        let message = e.to_string();
+        self.note(key, gateway, |s| {
+            if !counted {
+                s.requests += 1;
+            }
+            s.failures += 1;
+            s.last_error = Some(message);
+        });
     }
 
     async fn send_inner(
@@ -247,8 +269,7 @@ impl PeerPool {
         key: &str,
         expected: ExpectedProvider,
         outgoing: &Outgoing,
-        max_body: usize,
-    ) -> Result<(http::response::Parts, Bytes, PeerIdentity), PeerError> {
+    ) -> Result<(http::response::Parts, Incoming, Conn), PeerError> {
         let mut reused = self.take_idle(key);
         loop {
             let fresh = reused.is_none();
@@ -280,15 +301,7 @@ impl PeerPool {
             match conn.sender.send_request(request).await {
                 Ok(response) => {
                     let (parts, incoming) = response.into_parts();
-                    let body = read_body(incoming, max_body).await.map_err(|e| match e {
-                        BodyError::TooLarge => PeerError::TooLarge,
-                        BodyError::Read(why) => {
-                            PeerError::Broken(format!("reading the answer of {address}: {why}"))
-                        }
-                    })?;
-                    let identity = conn.identity.clone();
-                    self.put_idle(key, conn);
-                    return Ok((parts, body, identity));
+                    return Ok((parts, incoming, conn));
                 }
                 Err(e) => {
                     // A pooled connection the provider closed meanwhile:
@@ -362,6 +375,143 @@ impl PeerPool {
             .collect();
         out.sort_by(|a, b| a.address.cmp(&b.address));
         out
+    }
+}
+
+/// A provider gateway's answer whose head has arrived. Its body and then
+/// its trailers are read separately, so that the consumer can act on the
+/// body (check it, start its own audit commit) while the provider's proof
+/// is still to come. The connection goes back to the pool once the answer
+/// has been read to its end; an answer dropped before that closes it.
+pub(crate) struct PeerAnswer<'a> {
+    pub parts: http::response::Parts,
+    /// What the TLS handshake proved about the provider gateway.
+    pub identity: PeerIdentity,
+    /// `None` once the body has ended.
+    body: Option<Incoming>,
+    /// Trailers met while reading the body to its end.
+    trailers: Option<HeaderMap>,
+    conn: Conn,
+    pool: &'a PeerPool,
+    key: String,
+    gateway: String,
+    address: String,
+    deadline: tokio::time::Instant,
+}
+
+impl PeerAnswer<'_> {
+    /// Reads the body, at most `max` bytes: exactly `len` bytes if the
+    /// caller knows its length (what follows, the trailers, is left for
+    /// [`PeerAnswer::trailers`]), else to its end.
+    pub async fn body(&mut self, len: Option<u64>, max: usize) -> Result<Bytes, PeerError> {
+        if len.is_some_and(|n| n > max as u64) {
+            return Err(self.fail(PeerError::TooLarge));
+        }
+        let read = tokio::time::timeout_at(self.deadline, self.read_data(len, max))
+            .await
+            .unwrap_or(Err(PeerError::Timeout));
+        read.map_err(|e| self.fail(e))
+    }
+
+    async fn read_data(&mut self, len: Option<u64>, max: usize) -> Result<Bytes, PeerError> {
+        let address = &self.address;
+        // Frames as they come: one frame (a small body) needs no copy.
+        let mut frames: Vec<Bytes> = Vec::new();
+        let mut got: u64 = 0;
+        while len.is_none_or(|n| got < n) {
+            let Some(body) = self.body.as_mut() else {
+                break;
+            };
+            let frame = match body.frame().await {
+                None => {
+                    self.body = None;
+                    continue;
+                }
+                Some(Err(e)) => {
+                    return Err(PeerError::Broken(format!(
+                        "reading the answer of {address}: {}",
+                        describe(&e)
+                    )))
+                }
+                Some(Ok(frame)) => frame,
+            };
+            match frame.into_data() {
+                Ok(data) => {
+                    got += data.len() as u64;
+                    if got > max as u64 {
+                        return Err(PeerError::TooLarge);
+                    }
+                    if len.is_some_and(|n| got > n) {
+                        return Err(PeerError::Broken(format!(
+                            "the answer of {address} is longer than its receipt says"
+                        )));
+                    }
+                    frames.push(data);
+                }
+                Err(frame) => {
+                    self.trailers = frame.into_trailers().ok();
+                    self.body = None;
+                }
+            }
+        }
+        if len.is_some_and(|n| got < n) {
+            return Err(PeerError::Broken(format!(
+                "the answer of {address} ended before the length its receipt says"
+            )));
+        }
+        Ok(match frames.len() {
+            0 => Bytes::new(),
+            1 => frames.swap_remove(0),
+            _ => Bytes::from(frames.concat()),
+        })
+    }
+
+    /// Reads what follows the body, its trailers (`None` if it has none),
+    /// and gives the connection back to the pool.
+    pub async fn trailers(mut self) -> Result<Option<HeaderMap>, PeerError> {
+        let read = tokio::time::timeout_at(self.deadline, self.read_trailers())
+            .await
+            .unwrap_or(Err(PeerError::Timeout));
+        match read {
+            Ok(trailers) => {
+                self.pool.put_idle(&self.key, self.conn);
+                Ok(trailers)
+            }
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    async fn read_trailers(&mut self) -> Result<Option<HeaderMap>, PeerError> {
+        while let Some(body) = self.body.as_mut() {
+            match body.frame().await {
+                None => self.body = None,
+                Some(Err(e)) => {
+                    return Err(PeerError::Broken(format!(
+                        "reading the answer of {}: {}",
+                        self.address,
+                        describe(&e)
+                    )))
+                }
+                Some(Ok(frame)) => match frame.into_trailers() {
+                    Ok(trailers) => {
+                        self.trailers = Some(trailers);
+                        self.body = None;
+                    }
+                    Err(_) => {
+                        return Err(PeerError::Broken(format!(
+                            "the answer of {} is longer than its receipt says",
+                            self.address
+                        )))
+                    }
+                },
+            }
+        }
+        Ok(self.trailers.take())
+    }
+
+    fn fail(&self, e: PeerError) -> PeerError {
+        self.pool.failed(&self.key, &self.gateway, &e, true);
+        e
     }
 }
 

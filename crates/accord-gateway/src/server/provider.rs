@@ -8,8 +8,19 @@
 //! and why. The consumer gateway's TLS identity is re-checked on every
 //! request, so a certificate revoked while a kept-alive connection is open
 //! stops working at the next request, not at the next connection.
+//!
+//! The answer leaves as soon as its entry is handed to the audit log's
+//! group commit: head, entry and body first, the entry's proof as a
+//! trailer once the commit is durable ([`ProviderBody`], see
+//! [`crate::receipt`]), so that the consumer gateway's own commit runs
+//! meanwhile. A large request body is hashed while the request is decided
+//! and the backend works; every answer still carries its request hash.
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use accord_audit::Side;
@@ -21,20 +32,21 @@ use accord_xroad::{
     ErrorKind, Limits, MessageId, Origin, RequestError, RequestHash, RequestTarget,
     ResponseHeaders, XRoadError,
 };
+use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response};
-use hyper::body::Incoming;
+use hyper::body::{Frame, Incoming, SizeHint};
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::peers::BackendError;
 use super::{
-    accept_loop, check_request_framing, check_request_method, conclude, read_request_body,
-    serve_connection, Answer, Body, Exchange, Shared,
+    accept_loop, audit_failed, check_request_framing, check_request_method, conclude_started,
+    read_request_body, serve_connection, Answer, Body, Exchange, PendingDigests, Shared,
 };
 use crate::metrics::{SideLabel, SideOnly};
 use crate::quota::Outcome;
-use crate::receipt;
+use crate::receipt::{self, X_ACCORD_RECEIPT, X_ACCORD_RECEIPT_ERROR, X_ACCORD_RECEIPT_PROOF};
 use crate::tls::{self, PeerIdentity};
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -143,17 +155,159 @@ async fn handle(
     shared: Arc<Shared>,
     identity: Arc<PeerIdentity>,
     req: Request<Incoming>,
-) -> Response<Body> {
+) -> Response<ProviderBody> {
+    let origin = Origin::ProviderGateway;
+    // Trailers need HTTP/1.1 chunked framing and a caller that asked.
+    let streams = req.version() == http::Version::HTTP_11
+        && req.method() != http::Method::HEAD
+        && te_is_trailers(req.headers());
     let (mut x, raw_target) = Exchange::begin(Side::Provider, &req);
     let mut bound = Bound::default();
-    let result = exchange(&shared, &mut x, &mut bound, &identity, &raw_target, req).await;
+    let mut digests = None;
+    let result = exchange(
+        &shared,
+        &mut x,
+        &mut bound,
+        &mut digests,
+        &identity,
+        &raw_target,
+        req,
+    )
+    .await;
+    if let Some(digests) = digests {
+        let digests = digests.finish().await;
+        x.request_body_sha256 = digests.body_sha256;
+        bound.request_hash = Some(digests.request_hash);
+    }
     let finish = |answer: &mut Answer| bound.apply(&mut answer.headers);
-    match conclude(&shared, Origin::ProviderGateway, &mut x, result, finish).await {
-        Ok((mut answer, entry_bytes, receipt)) => {
-            receipt::add_headers(&mut answer.headers, &entry_bytes, &receipt);
-            answer.into_response()
+    let (mut answer, recording) =
+        match conclude_started(&shared, origin, &mut x, result, finish).await {
+            Ok(started) => started,
+            Err(refusal) => return refusal.map(ProviderBody::Whole),
+        };
+    if streams && status_has_body(answer.status) {
+        // The head and body leave now; the proof follows as a trailer once
+        // the entry's group commit is durable. Chunked framing carries the
+        // trailer: no length may be declared.
+        answer.headers.remove(http::header::CONTENT_LENGTH);
+        answer.headers.remove(http::header::TRANSFER_ENCODING);
+        if let Some(v) = receipt::entry_value(&recording.bytes) {
+            answer.headers.insert(X_ACCORD_RECEIPT, v);
         }
-        Err(refusal) => refusal,
+        answer.headers.insert(
+            http::header::TRAILER,
+            HeaderValue::from_static("x-accord-receipt-proof, x-accord-receipt-error"),
+        );
+        let proof = Box::pin(async move {
+            let mut trailers = HeaderMap::new();
+            match recording.durable().await {
+                Ok((entry, _, receipt)) => {
+                    shared.account(&x, &entry);
+                    if let Some(v) = receipt::proof_value(&receipt) {
+                        trailers.insert(X_ACCORD_RECEIPT_PROOF, v);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(exchange = %x.exchange_id, error = %e, "audit append failed; the answer's proof is refused");
+                    trailers.insert(
+                        X_ACCORD_RECEIPT_ERROR,
+                        HeaderValue::from_static(
+                            "the audit log of the provider gateway could not record the exchange",
+                        ),
+                    );
+                }
+            }
+            trailers
+        });
+        let mut response = Response::new(ProviderBody::Streamed {
+            data: Some(answer.body),
+            proof: Some(proof),
+        });
+        *response.status_mut() = answer.status;
+        *response.headers_mut() = answer.headers;
+        return response;
+    }
+    match recording.durable().await {
+        Ok((entry, bytes, receipt)) => {
+            shared.account(&x, &entry);
+            receipt::add_headers(&mut answer.headers, &bytes, &receipt);
+            answer.into_response().map(ProviderBody::Whole)
+        }
+        Err(e) => audit_failed(origin, &x, &e).map(ProviderBody::Whole),
+    }
+}
+
+/// Whether the request asks for trailers (`TE: trailers`), as a consumer
+/// gateway does to receive the proof after the body.
+fn te_is_trailers(headers: &HeaderMap) -> bool {
+    headers.get_all(http::header::TE).iter().any(|v| {
+        v.to_str().is_ok_and(|v| {
+            v.split(',').any(|t| {
+                t.split(';')
+                    .next()
+                    .is_some_and(|t| t.trim().eq_ignore_ascii_case("trailers"))
+            })
+        })
+    })
+}
+
+/// Whether an answer with this status carries a body (and so can carry
+/// trailers).
+fn status_has_body(status: http::StatusCode) -> bool {
+    !(status.is_informational()
+        || status == http::StatusCode::NO_CONTENT
+        || status == http::StatusCode::NOT_MODIFIED)
+}
+
+/// The proof trailer of a streamed answer, ready once the entry is durable.
+type ProofTrailer = Pin<Box<dyn Future<Output = HeaderMap> + Send>>;
+
+/// The body of a provider gateway's answer: whole (the proof, if any, is
+/// in the head), or streamed (the body, then the proof as a trailer).
+pub(crate) enum ProviderBody {
+    Whole(Body),
+    Streamed {
+        data: Option<Bytes>,
+        proof: Option<ProofTrailer>,
+    },
+}
+
+impl hyper::body::Body for ProviderBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        match self.get_mut() {
+            ProviderBody::Whole(body) => Pin::new(body).poll_frame(cx),
+            ProviderBody::Streamed { data, proof } => {
+                if let Some(data) = data.take().filter(|d| !d.is_empty()) {
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                let Some(pending) = proof.as_mut() else {
+                    return Poll::Ready(None);
+                };
+                let trailers = std::task::ready!(pending.as_mut().poll(cx));
+                *proof = None;
+                Poll::Ready(Some(Ok(Frame::trailers(trailers))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ProviderBody::Whole(body) => body.is_end_stream(),
+            ProviderBody::Streamed { data, proof } => data.is_none() && proof.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ProviderBody::Whole(body) => body.size_hint(),
+            ProviderBody::Streamed { .. } => SizeHint::default(),
+        }
     }
 }
 
@@ -177,6 +331,7 @@ async fn exchange(
     shared: &Shared,
     x: &mut Exchange,
     bound: &mut Bound,
+    digests: &mut Option<PendingDigests>,
     identity: &PeerIdentity,
     raw_target: &str,
     req: Request<Incoming>,
@@ -187,8 +342,11 @@ async fn exchange(
     check_request_framing(&parts.headers)?;
     let max = shared.config.limits.max_body_bytes;
     let body = read_request_body(body, max).await?;
-    x.received(&body);
-    bound.request_hash = Some(RequestHash::compute(
+    x.request_size = body.len() as u64;
+    // Every answer carries the request hash; a large body is hashed while
+    // the request is decided and the backend works (see `handle`).
+    *digests = Some(PendingDigests::start(
+        shared,
         &parts.method,
         raw_target,
         &parts.headers,

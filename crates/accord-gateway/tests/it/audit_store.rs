@@ -99,6 +99,66 @@ async fn an_in_memory_sqlite_log_is_refused_with_the_reason() {
     assert!(message.contains(LOG), "{message}");
 }
 
+/// The SQLite indexes SQLite adds for keys that are not the rowid.
+async fn key_indexes(conn: &mut sqlx::SqliteConnection) -> i64 {
+    sqlx::query_scalar::<_, i64>(
+        "SELECT count(*) FROM sqlite_master WHERE name LIKE 'sqlite_autoindex_audit_%'",
+    )
+    .fetch_one(conn)
+    .await
+    .unwrap()
+}
+
+/// A gateway of an earlier release left its SQLite log in 0001's tables
+/// (each with a separate index on its key); opening it rebuilds them
+/// around their keys, and the log is the same log.
+#[tokio::test]
+async fn an_sqlite_log_in_the_first_schema_is_upgraded_in_place() {
+    use sqlx::Connection;
+    let db = TestDb::new(Engine::Sqlite).await.unwrap();
+    let log = AuditLog::open(settings(&db, 8), key()).await.unwrap();
+    let written = append_concurrently(&log, 0, 4, 9).await;
+    let checkpoint = log.latest_checkpoint().await.unwrap();
+    log.close().await;
+
+    let mut conn = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+    assert_eq!(key_indexes(&mut conn).await, 0);
+    // Back to 0001's tables, rows unchanged, as the earlier release had them.
+    let mut downgrade = String::from("DELETE FROM _sqlx_migrations WHERE version = 2;");
+    for (table, columns) in [
+        ("audit_entries", "leaf_index BIGINT PRIMARY KEY, entry TEXT NOT NULL, leaf_hash TEXT NOT NULL"),
+        ("audit_checkpoints", "size BIGINT PRIMARY KEY, log_id TEXT NOT NULL, root TEXT NOT NULL, at TEXT NOT NULL, key_id TEXT NOT NULL, signature TEXT NOT NULL"),
+        ("audit_head", "singleton BIGINT PRIMARY KEY CHECK (singleton = 1), size BIGINT NOT NULL, peaks TEXT NOT NULL"),
+    ] {
+        downgrade.push_str(&format!(
+            "ALTER TABLE {table} RENAME TO old; CREATE TABLE {table} ({columns}); \
+             INSERT INTO {table} SELECT * FROM old; DROP TABLE old;"
+        ));
+    }
+    sqlx::raw_sql(&downgrade).execute(&mut conn).await.unwrap();
+    assert_eq!(key_indexes(&mut conn).await, 3);
+    conn.close().await.unwrap();
+
+    let log = AuditLog::open(settings(&db, 8), key()).await.unwrap();
+    let mut conn = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+    assert_eq!(key_indexes(&mut conn).await, 0, "not rebuilt");
+    conn.close().await.unwrap();
+    assert_eq!(log.size().await, written.len() as u64);
+    assert_eq!(log.latest_checkpoint().await, Some(checkpoint));
+    let stored = stored_entries(&log).await;
+    for ((entry, receipt), row) in written.iter().zip(&stored) {
+        assert_eq!(row.index, receipt.index);
+        assert_eq!(row.entry, entry.canonical_bytes().unwrap());
+    }
+    let next = log.append(&entry(1000)).await.unwrap();
+    assert_eq!(next.index, written.len() as u64);
+    assert_receipt(&entry(1000), &next);
+    let report = log.verify([]).await.unwrap();
+    assert_eq!(report.problem, None);
+    assert_eq!(report.size, written.len() as u64 + 1);
+    log.close().await;
+}
+
 fn settings(db: &TestDb, max_batch: usize) -> AuditLogSettings {
     AuditLogSettings {
         database_url: db.url.clone(),

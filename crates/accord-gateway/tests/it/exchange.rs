@@ -29,7 +29,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::on_both_engines;
-use crate::support::{Engine, ServedRegistry, TestDb};
+use crate::support::{execute, Engine, ServedRegistry, TestDb};
 
 const CONSUMER: &str = "TEST/GOV/1000";
 const PROVIDER: &str = "TEST/GOV/2000";
@@ -499,7 +499,7 @@ impl Pair {
                     "services": {"services": [ECHO, SLOW, GARBAGE, DOWN]},
                     "consumers": [CLIENT],
                     "purposes": ["tax-assessment"],
-                    "operations": [{"methods": ["GET", "POST", "PUT"], "path": "/**"}]
+                    "operations": [{"methods": ["GET", "HEAD", "POST", "PUT"], "path": "/**"}]
                 },
                 {
                     "id": "limited",
@@ -557,6 +557,15 @@ impl Pair {
             .get(self.url(target))
             .header("X-Road-Client", CLIENT)
     }
+
+    /// A permitted call of the echo service with X-Road-Id `id`.
+    async fn echo(&self, id: &str) -> reqwest::Result<reqwest::Response> {
+        self.get(&format!("/r1/{ECHO}/x"))
+            .header("X-Road-Id", id)
+            .header("X-Accord-Purpose", "tax-assessment")
+            .send()
+            .await
+    }
 }
 
 fn people(person: &str) -> String {
@@ -605,6 +614,8 @@ on_both_engines!(
     malformed_requests_get_xroad_errors_and_audit_entries,
     backend_faults_are_answered_in_time_and_recorded,
     peer_faults_are_refused,
+    bodies_of_every_size_are_hashed_into_both_entries,
+    a_provider_whose_log_fails_sends_no_proof_and_the_exchange_fails,
     past_the_grace_period_the_gateway_refuses_and_says_why,
     a_gateway_cannot_speak_for_another_members_client,
 );
@@ -838,12 +849,38 @@ impl Pair {
         }
     }
 
+    /// The consumer's last entry for an exchange: its outcome (an answer
+    /// whose proof fails after the body came has two, see
+    /// [`Self::consumer_entries`]).
     async fn consumer_entry(&self, exchange_id: &str) -> accord_audit::AuditEntry {
+        self.consumer_entries(exchange_id)
+            .await
+            .pop()
+            .unwrap_or_else(|| panic!("no consumer entry for {exchange_id}"))
+    }
+
+    /// The consumer recorded the provider's answer as it came (200), then
+    /// that it did not pass it on, with `error_type`: the proof that
+    /// followed the body failed.
+    async fn assert_not_passed_on(&self, exchange_id: &str, error_type: &str) {
+        let entries = self.consumer_entries(exchange_id).await;
+        assert_eq!(entries.len(), 2, "{entries:#?}");
+        assert_eq!(
+            (entries[0].status, entries[0].error_type.as_deref()),
+            (200, None)
+        );
+        assert_eq!(
+            (entries[1].status, entries[1].error_type.as_deref()),
+            (500, Some(error_type))
+        );
+    }
+
+    async fn consumer_entries(&self, exchange_id: &str) -> Vec<accord_audit::AuditEntry> {
         log_entries(&self.consumer_db())
             .await
             .into_iter()
-            .find(|e| e.exchange_id == exchange_id)
-            .unwrap_or_else(|| panic!("no consumer entry for {exchange_id}"))
+            .filter(|e| e.exchange_id == exchange_id)
+            .collect()
     }
 
     async fn provider_entry(&self, exchange_id: &str) -> accord_audit::AuditEntry {
@@ -1307,13 +1344,7 @@ async fn peer_faults_are_refused(engine: Engine) {
     let Some(pair) = Pair::start(engine).await else {
         return;
     };
-    let call = |pair: &Pair, id: &'static str| {
-        pair.get(&format!("/r1/{ECHO}/x"))
-            .header("X-Road-Id", id)
-            .header("X-Accord-Purpose", "tax-assessment")
-            .send()
-    };
-    assert_eq!(call(&pair, "before").await.unwrap().status(), 200);
+    assert_eq!(pair.echo("before").await.unwrap().status(), 200);
 
     // The provider signs with a key the federation no longer lists for it.
     let provider: MemberId = PROVIDER.parse().unwrap();
@@ -1337,7 +1368,7 @@ async fn peer_faults_are_refused(engine: Engine) {
         (pair.consumer.health().await.configuration.digest != digest_before).then_some(())
     })
     .await;
-    let response = call(&pair, "bad-signature").await.unwrap();
+    let response = pair.echo("bad-signature").await.unwrap();
     assert_xroad_error(
         response,
         500,
@@ -1345,10 +1376,15 @@ async fn peer_faults_are_refused(engine: Engine) {
         "does not verify",
     )
     .await;
-    let entry = pair.consumer_entry("bad-signature").await;
+    // The provider's proof comes after the body, while the consumer's own
+    // entry is being written: that entry records the answer as it came,
+    // and a second one that it was not passed on, and why.
+    pair.assert_not_passed_on("bad-signature", "Server.ClientProxy.InvalidSignatureValue")
+        .await;
     assert_eq!(
-        entry.error_type.as_deref(),
-        Some("Server.ClientProxy.InvalidSignatureValue")
+        pair.provider_entry("bad-signature").await.status,
+        200,
+        "the provider recorded what it answered"
     );
 
     // The consumer gateway's certificate is revoked: the provider refuses it.
@@ -1364,7 +1400,7 @@ async fn peer_faults_are_refused(engine: Engine) {
         (provider != digest_before && consumer == provider).then_some(())
     })
     .await;
-    let response = call(&pair, "revoked").await.unwrap();
+    let response = pair.echo("revoked").await.unwrap();
     assert_xroad_error(
         response,
         500,
@@ -1393,6 +1429,7 @@ async fn peer_faults_are_refused(engine: Engine) {
     );
 
     // The provider's gateway is down.
+    let consumer_db = pair.consumer_db();
     let Pair {
         f,
         consumer,
@@ -1401,11 +1438,15 @@ async fn peer_faults_are_refused(engine: Engine) {
         ..
     } = pair;
     provider.shutdown().await;
+    // A body large enough to be hashed aside: the failed exchange's entry
+    // still records its hash.
+    let body = vec![5u8; 40_000];
     let response = http
-        .get(format!("http://{}/r1/{ECHO}/x", consumer.consumer_addr))
+        .post(format!("http://{}/r1/{ECHO}/x", consumer.consumer_addr))
         .header("X-Road-Client", CLIENT)
         .header("X-Road-Id", "provider-down")
         .header("X-Accord-Purpose", "tax-assessment")
+        .body(body.clone())
         .send()
         .await
         .unwrap();
@@ -1416,8 +1457,155 @@ async fn peer_faults_are_refused(engine: Engine) {
         "cannot reach",
     )
     .await;
+    let entry = log_entries(&consumer_db)
+        .await
+        .into_iter()
+        .find(|e| e.exchange_id == "provider-down")
+        .unwrap();
+    assert_eq!(entry.request_size, 40_000);
+    assert_eq!(
+        entry.request_body_sha256,
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body))
+    );
     consumer.shutdown().await;
     drop(f);
+}
+
+async fn bodies_of_every_size_are_hashed_into_both_entries(engine: Engine) {
+    use sha2::{Digest, Sha256};
+    let Some(pair) = Pair::start(engine).await else {
+        return;
+    };
+    // Small bodies are hashed in place; large ones aside while the request
+    // travels on, and when several come at once, some in place again.
+    let sizes = [0, 3, 16 * 1024, 64 * 1024, 70_001, 80_000, 90_000, 99_000];
+    let calls: Vec<_> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &size)| {
+            let body: Vec<u8> = (0..size).map(|j| (i * 31 + j * 7) as u8).collect();
+            let request = pair
+                .http
+                .post(pair.url(&format!("/r1/{ECHO}/echo")))
+                .header("X-Road-Client", CLIENT)
+                .header("X-Road-Id", format!("hashed-{i}"))
+                .header("X-Accord-Purpose", "tax-assessment")
+                .body(body.clone());
+            tokio::spawn(async move {
+                let response = request.send().await.unwrap();
+                assert_eq!(response.status(), 200);
+                assert_eq!(response.bytes().await.unwrap(), body, "echoed");
+                body
+            })
+        })
+        .collect();
+    for (i, call) in calls.into_iter().enumerate() {
+        let body = call.await.unwrap();
+        let sha = hex::encode(Sha256::digest(&body));
+        let id = format!("hashed-{i}");
+        for entry in [
+            pair.consumer_entry(&id).await,
+            pair.provider_entry(&id).await,
+        ] {
+            assert_eq!(entry.request_size, body.len() as u64, "{id}");
+            assert_eq!(entry.request_body_sha256, sha, "{id} {:?}", entry.side);
+            assert_eq!(entry.response_body_sha256, sha, "{id} {:?}", entry.side);
+            assert_eq!(entry.status, 200);
+        }
+        assert_eq!(pair.consumer_entries(&id).await.len(), 1);
+    }
+
+    // HEAD: no body travels, so the proof comes as a header (there is no
+    // chunked body to carry a trailer), and both entries record the empty
+    // body that was sent, for a permitted call and for a refused one.
+    for (id, service, status, error) in [
+        ("head-permitted", ECHO, 200, None),
+        (
+            "head-denied",
+            LIMITED,
+            500,
+            Some("Server.ServerProxy.AccessDenied.operation-not-covered"),
+        ),
+    ] {
+        let response = pair
+            .http
+            .head(pair.url(&format!("/r1/{service}/x")))
+            .header("X-Road-Client", CLIENT)
+            .header("X-Road-Id", id)
+            .header("X-Accord-Purpose", "tax-assessment")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status, "{id}: {:?}", response.headers());
+        assert!(
+            response.headers().contains_key("x-accord-receipt-proof"),
+            "{id}"
+        );
+        assert_eq!(
+            response
+                .headers()
+                .get("x-road-error")
+                .map(|v| v.to_str().unwrap()),
+            error
+        );
+        let empty = hex::encode(Sha256::digest(b""));
+        for entry in [pair.consumer_entry(id).await, pair.provider_entry(id).await] {
+            assert_eq!(entry.method, "HEAD");
+            assert_eq!(entry.status, status);
+            assert_eq!(entry.response_body_sha256, empty, "{id} {:?}", entry.side);
+            assert_eq!(entry.response_size, 0);
+        }
+    }
+}
+
+async fn a_provider_whose_log_fails_sends_no_proof_and_the_exchange_fails(engine: Engine) {
+    let Some(pair) = Pair::start(engine).await else {
+        return;
+    };
+    assert_eq!(pair.echo("before").await.unwrap().status(), 200);
+
+    // A row written behind the provider gateway's back takes the index of
+    // its next entry: its next group commit fails. Its answer's head and
+    // body have left by then; the trailer says the proof will not come.
+    let provider_db = pair.provider_db();
+    let size = log_entries(&provider_db).await.len();
+    execute(
+        &provider_db,
+        &format!(
+            "INSERT INTO audit_entries (leaf_index, entry, leaf_hash) VALUES ({size}, '{{}}', '{}')",
+            "00".repeat(32)
+        ),
+    )
+    .await;
+    let response = pair.echo("unrecorded").await.unwrap();
+    assert_xroad_error(
+        response,
+        500,
+        "Server.ServerProxy.InternalError",
+        // The reason is in the consumer gateway's log, under the detail id.
+        "quote the detail",
+    )
+    .await;
+    pair.assert_not_passed_on("unrecorded", "Server.ServerProxy.InternalError")
+        .await;
+
+    // Without the stray row the provider's log takes entries again.
+    execute(
+        &provider_db,
+        &format!("DELETE FROM audit_entries WHERE leaf_index = {size}"),
+    )
+    .await;
+    let response = until("the provider's log to recover", || async {
+        let response = pair.echo("after").await.unwrap();
+        (response.status() == 200).then_some(response)
+    })
+    .await;
+    assert!(response.headers().contains_key("x-accord-receipt-proof"));
+    assert_eq!(pair.provider_entry("after").await.status, 200);
+    assert!(!log_entries(&provider_db)
+        .await
+        .iter()
+        .any(|e| e.exchange_id == "unrecorded"));
 }
 
 async fn past_the_grace_period_the_gateway_refuses_and_says_why(engine: Engine) {
@@ -1430,14 +1618,8 @@ async fn past_the_grace_period_the_gateway_refuses_and_says_why(engine: Engine) 
     let health = pair.consumer.health().await;
     assert!(health.ready, "{:?}", health.configuration);
     pair.f.stop_registry().await;
-    let call = |pair: &Pair, id: &'static str| {
-        pair.get(&format!("/r1/{ECHO}/x"))
-            .header("X-Road-Id", id)
-            .header("X-Accord-Purpose", "tax-assessment")
-            .send()
-    };
     // Within the grace period (2 s) the cached configuration serves.
-    assert_eq!(call(&pair, "within-grace").await.unwrap().status(), 200);
+    assert_eq!(pair.echo("within-grace").await.unwrap().status(), 200);
     until("the grace period to pass", || async {
         (!pair.consumer.health().await.ready).then_some(())
     })
@@ -1454,7 +1636,7 @@ async fn past_the_grace_period_the_gateway_refuses_and_says_why(engine: Engine) 
     assert_eq!(health["ready"], false);
     let detail = health["configuration"]["detail"].as_str().unwrap();
     assert!(detail.contains("grace period"), "{detail}");
-    let response = call(&pair, "past-grace").await.unwrap();
+    let response = pair.echo("past-grace").await.unwrap();
     assert_xroad_error(
         response,
         500,

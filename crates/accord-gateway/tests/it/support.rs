@@ -37,12 +37,18 @@ impl TestDb {
 
     /// Runs one statement behind the gateway's back.
     pub async fn execute(&self, sql: &str) {
-        sqlx::any::install_default_drivers();
-        let mut conn = sqlx::AnyConnection::connect(&self.url).await.unwrap();
-        let done = sqlx::query(sql).execute(&mut conn).await.unwrap();
-        assert!(done.rows_affected() > 0, "{sql} changed nothing");
-        conn.close().await.ok();
+        execute(&self.url, sql).await;
     }
+}
+
+/// Runs one statement on the database at `url` (a gateway's, behind its
+/// back); it must change something.
+pub async fn execute(url: &str, sql: &str) {
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(url).await.unwrap();
+    let done = sqlx::query(sql).execute(&mut conn).await.unwrap();
+    assert!(done.rows_affected() > 0, "{sql} changed nothing");
+    conn.close().await.ok();
 }
 
 /// A registry served on a loopback listener, stopped by [`Self::stop`] or
