@@ -11,7 +11,10 @@
 //! registry answers. Freshness is the time the registry last confirmed the
 //! configuration (a 200 or a 304); past the grace period the gateway stops
 //! exchanging and says why, rather than enforce policy it can no longer
-//! vouch for.
+//! vouch for. A cache file that is refused at start (unreadable, or its
+//! signature does not hold) stays named in the gateway's refusals and
+//! health until a configuration is installed: the fetch errors that follow
+//! while the registry is away must not hide it from the operator.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};

@@ -79,6 +79,35 @@ pub fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
+/// Ports chosen by [`reserve_port`], each held by a listener of this
+/// process until [`release_port`] hands it to its gateway.
+static RESERVED: std::sync::Mutex<Vec<std::net::TcpListener>> = std::sync::Mutex::new(Vec::new());
+
+/// [`free_port`], kept bound until the gateway that will listen on it
+/// starts: between the choice (a certificate, a configuration) and the
+/// gateway's bind, seconds pass, and another program choosing its ports at
+/// random (another demo, a test) could otherwise take the same one.
+pub fn reserve_port() -> anyhow::Result<u16> {
+    for _ in 0..200 {
+        let port = free_port()?;
+        if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            if let Ok(mut reserved) = RESERVED.lock() {
+                reserved.push(listener);
+            }
+            return Ok(port);
+        }
+    }
+    free_port()
+}
+
+/// Gives a reserved port back just before its gateway binds it (a port
+/// this process did not reserve is left alone).
+fn release_port(port: u16) {
+    if let Ok(mut reserved) = RESERVED.lock() {
+        reserved.retain(|l| l.local_addr().map_or(true, |a| a.port() != port));
+    }
+}
+
 /// The port of a registered `https://127.0.0.1:PORT` address.
 fn port_of(address: &str) -> anyhow::Result<u16> {
     address
@@ -147,7 +176,7 @@ pub async fn start(
         let stem = id.to_string().replace('/', "_");
         let own = gateways_dir.join(&stem);
         let consumer = if consumer_base == 0 {
-            free_port()?
+            reserve_port()?
         } else {
             let p = consumer_port;
             consumer_port += 1;
@@ -174,11 +203,8 @@ pub async fn start(
                 s.code
             );
         }
-        let _ = writeln!(
-            text,
-            "\n[provider]\nlisten = \"127.0.0.1:{}\"\n",
-            port_of(address)?
-        );
+        let provider = port_of(address)?;
+        let _ = writeln!(text, "\n[provider]\nlisten = \"127.0.0.1:{provider}\"\n");
         for s in &m.subsystems {
             for svc in &s.services {
                 let service = id
@@ -209,6 +235,8 @@ pub async fn start(
             .with_context(|| format!("writing {}", config_file.display()))?;
         let config = GatewayConfig::load(&config_file)?;
         let audit_database = config.audit_database.clone();
+        release_port(consumer);
+        release_port(provider);
         let gateway = Gateway::start(config)
             .await
             .with_context(|| format!("starting the gateway of {id}"))?;

@@ -189,7 +189,7 @@ pub async fn seed(
             // Every member that runs systems gets a gateway certificate,
             // with its key kept beside the demo (owner-only).
             let port = if first_gateway_port == 0 {
-                gateways::free_port()?
+                gateways::reserve_port()?
             } else {
                 gateway_port
             };
