@@ -108,6 +108,14 @@ fn release_port(port: u16) {
     }
 }
 
+/// Gives back every port still reserved: with `--registry-only` no
+/// gateway of this process binds them, the user's own gateways do.
+pub fn release_ports() {
+    if let Ok(mut reserved) = RESERVED.lock() {
+        reserved.clear();
+    }
+}
+
 /// The port of a registered `https://127.0.0.1:PORT` address.
 fn port_of(address: &str) -> anyhow::Result<u16> {
     address

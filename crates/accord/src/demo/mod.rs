@@ -402,6 +402,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     } else {
         Some(start_exchanges(&registry, &url, &dir, &paths, &args).await?)
     };
+    gateways::release_ports();
     banner(
         &registry,
         &url,
