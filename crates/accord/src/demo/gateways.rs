@@ -284,3 +284,19 @@ pub async fn start(
     }
     Ok(DemoGateways { gateways, backends })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reserved_port_stays_taken_until_its_gateway_gets_it() {
+        let port = reserve_port().unwrap();
+        // Another program checking the port (as free_port does) finds it
+        // taken, so it cannot choose it meanwhile.
+        assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_err());
+        release_port(port);
+        let gateway = std::net::TcpListener::bind(("127.0.0.1", port));
+        assert!(gateway.is_ok(), "port {port} still held: {gateway:?}");
+    }
+}
