@@ -96,9 +96,9 @@ pub(crate) struct Shared {
     pub receipts: CheckpointCache,
     /// Parsed audit keys of other gateways, by their PEM text.
     pub audit_keys: Mutex<HashMap<String, VerifyingKey>>,
-    /// Requests whose digests are being computed aside (see
+    /// Places for requests whose digests are computed aside (see
     /// [`PendingDigests`]).
-    pub hashing_aside: Arc<std::sync::atomic::AtomicUsize>,
+    pub hashing_aside: Arc<tokio::sync::Semaphore>,
     own_cert_pem: String,
     own_key_pem: String,
 }
@@ -300,28 +300,6 @@ impl RequestDigests {
     }
 }
 
-/// One of the [`HASH_ASIDE_MAX`] places, given back when the job ends,
-/// whether or not anyone still waits for it.
-struct AsideSlot(Arc<std::sync::atomic::AtomicUsize>);
-
-impl AsideSlot {
-    fn take(counter: &Arc<std::sync::atomic::AtomicUsize>) -> Option<AsideSlot> {
-        use std::sync::atomic::Ordering;
-        counter
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < HASH_ASIDE_MAX).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| AsideSlot(counter.clone()))
-    }
-}
-
-impl Drop for AsideSlot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-    }
-}
-
 impl PendingDigests {
     /// Starts the digests of a request (`target` and `headers` as hashed by
     /// X-Road's request hash): in place for a small body, else aside.
@@ -332,8 +310,10 @@ impl PendingDigests {
         headers: &HeaderMap,
         body: &Bytes,
     ) -> PendingDigests {
+        // The place is the job's, given back when the job ends, whether or
+        // not anyone still waits for it.
         let slot = if body.len() >= HASH_ASIDE_MIN {
-            AsideSlot::take(&shared.hashing_aside)
+            shared.hashing_aside.clone().try_acquire_owned().ok()
         } else {
             None
         };
@@ -1081,7 +1061,7 @@ impl Gateway {
             records: reporting::RecordQueue::new(reporting::QUEUE_CAPACITY),
             receipts: CheckpointCache::default(),
             audit_keys: Mutex::new(HashMap::new()),
-            hashing_aside: Arc::default(),
+            hashing_aside: Arc::new(tokio::sync::Semaphore::new(HASH_ASIDE_MAX)),
             own_cert_pem,
             own_key_pem,
             config,

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use accord_audit::{AuditDecision, Side};
+use accord_audit::{AuditDecision, AuditEntry, Side};
 use accord_xroad::request::X_ACCORD_SUBJECT;
 use accord_xroad::{
     filter_request_headers, filter_response_headers, format_request_target, parse_request_headers,
@@ -173,20 +173,44 @@ impl PendingProof<'_> {
                 ),
             ));
         }
-        let not_signed = |why: &str| {
-            XRoadError::new(
-                ErrorKind::InvalidProviderSignature,
-                format!("the answer of {log_id} is not signed correctly: {why}"),
-            )
-        };
         let proof = trailers.get(X_ACCORD_RECEIPT_PROOF).ok_or_else(|| {
-            not_signed("the provider gateway's answer carries no X-Accord-Receipt-Proof")
+            not_signed(
+                &log_id,
+                "the provider gateway's answer carries no X-Accord-Receipt-Proof",
+            )
         })?;
         entry
             .prove(proof, &log_id, &key, &shared.receipts)
-            .map_err(|why| not_signed(&why))?;
+            .map_err(|why| not_signed(&log_id, &why))?;
         Ok(proof.clone())
     }
+}
+
+/// Takes the provider's decision, as its checked entry records it, into
+/// this side's exchange; returns the agreement to name in the answer (only
+/// a permit names the agreement that allowed the call).
+fn decided(x: &mut Exchange, entry: &AuditEntry) -> Option<AgreementRef> {
+    x.agreement = entry.agreement.as_ref().map(|a| (a.id.clone(), a.version));
+    x.grant = entry.grant.clone();
+    if let AuditDecision::Deny { reason } = &entry.decision {
+        x.deny_reason = Some(reason.clone());
+    }
+    match (&entry.agreement, &entry.grant, &entry.decision) {
+        (Some(a), Some(grant), AuditDecision::Permit) => {
+            a.id.parse()
+                .ok()
+                .and_then(|id| AgreementRef::new(id, a.version, grant).ok())
+        }
+        _ => None,
+    }
+}
+
+/// The refusal of a provider gateway's answer whose receipt does not hold.
+fn not_signed(log_id: &str, why: &str) -> XRoadError {
+    XRoadError::new(
+        ErrorKind::InvalidProviderSignature,
+        format!("the answer of {log_id} is not signed correctly: {why}"),
+    )
 }
 
 /// What a failed call to a provider gateway tells the client.
@@ -357,16 +381,10 @@ async fn exchange<'a>(
         request_hash,
     } = digests.finish().await;
     x.request_body_sha256 = body_sha256;
-    let mut answered = result.map_err(|e| peer_error(e, &peer, max, timeout))?;
+    let (rparts, mut answered) = result.map_err(|e| peer_error(e, &peer, max, timeout))?;
 
     // The provider's receipt, then the request hash.
     let log_id = answered.identity.gateway_path();
-    let not_signed = |why: &str| {
-        XRoadError::new(
-            ErrorKind::InvalidProviderSignature,
-            format!("the answer of {log_id} is not signed correctly: {why}"),
-        )
-    };
     let key = shared.audit_key(&federation, &log_id).ok_or_else(|| {
         XRoadError::new(
             ErrorKind::InvalidProviderSignature,
@@ -375,9 +393,9 @@ async fn exchange<'a>(
     })?;
     // A streamed answer: the entry now, with the body's length, and the
     // proof as a trailer.
-    let streamed = !answered.parts.headers.contains_key(X_ACCORD_RECEIPT_PROOF);
+    let streamed = !rparts.headers.contains_key(X_ACCORD_RECEIPT_PROOF);
     let receipt_entry = if streamed {
-        Some(ReceiptEntry::read(&answered.parts.headers).map_err(|why| not_signed(&why))?)
+        Some(ReceiptEntry::read(&rparts.headers).map_err(|why| not_signed(&log_id, &why))?)
     } else {
         None
     };
@@ -400,63 +418,41 @@ async fn exchange<'a>(
         purpose: h.purpose.as_deref(),
         request_body_sha256: &x.request_body_sha256,
         response_body_sha256: &response_sha,
-        status: answered.parts.status.as_u16(),
+        status: rparts.status.as_u16(),
         log_id: &log_id,
     };
-    let (entry, proof) = match receipt_entry {
+    let (proof, agreement) = match receipt_entry {
         Some(receipt_entry) => {
             receipt_entry
                 .check(&expected)
-                .map_err(|why| not_signed(&why))?;
-            let entry = receipt_entry.entry.clone();
-            (entry, Some((receipt_entry, key)))
+                .map_err(|why| not_signed(&log_id, &why))?;
+            let agreement = decided(x, &receipt_entry.entry);
+            let pending = PendingProof {
+                answer: answered,
+                entry: receipt_entry,
+                key,
+                log_id: log_id.clone(),
+                peer,
+                max,
+                timeout,
+            };
+            (Some(pending), agreement)
         }
         None => {
-            let verified =
-                receipt::verify(&answered.parts.headers, &expected, &key, &shared.receipts)
-                    .map_err(|why| not_signed(&why))?;
-            (verified.entry, None)
-        }
-    };
-    let rparts = answered.parts.clone();
-    let proof = match proof {
-        Some((entry, key)) => Some(PendingProof {
-            answer: answered,
-            entry,
-            key,
-            log_id: log_id.clone(),
-            peer,
-            max,
-            timeout,
-        }),
-        None => {
+            let verified = receipt::verify(&rparts.headers, &expected, &key, &shared.receipts)
+                .map_err(|why| not_signed(&log_id, &why))?;
             // Nothing follows the body: the connection goes back to the pool.
             answered
                 .trailers()
                 .await
                 .map_err(|e| peer_error(e, &peer, max, timeout))?;
-            None
+            (None, decided(x, &verified.entry))
         }
     };
-    let entry = &entry;
-    x.agreement = entry.agreement.as_ref().map(|a| (a.id.clone(), a.version));
-    x.grant = entry.grant.clone();
-    if let AuditDecision::Deny { reason } = &entry.decision {
-        x.deny_reason = Some(reason.clone());
-    }
     // The provider hashes every request it answers, denied ones included.
     request_hash.verify_response(&rparts.headers)?;
 
     let mut headers = filter_response_headers(&rparts.headers);
-    // Only a permit names the agreement that allowed the call.
-    let agreement = match (&entry.agreement, &entry.grant, &entry.decision) {
-        (Some(a), Some(grant), AuditDecision::Permit) => {
-            a.id.parse()
-                .ok()
-                .and_then(|id| AgreementRef::new(id, a.version, grant).ok())
-        }
-        _ => None,
-    };
     ResponseHeaders {
         client: &h.client,
         service: &resolved.service,

@@ -208,7 +208,8 @@ impl PeerPool {
     /// Sends `request` to the provider gateway at `address`, which must be
     /// `expected`, and waits for the head of its answer. The whole
     /// exchange, body and trailers included, must end within `timeout`.
-    /// Returns the answer, whose body is read with [`PeerAnswer::body`].
+    /// Returns the answer's head and the rest of the answer, whose body is
+    /// read with [`PeerAnswer::body`].
     pub async fn send(
         &self,
         tls: &Tls,
@@ -216,7 +217,7 @@ impl PeerPool {
         expected: ExpectedProvider,
         request: &Outgoing,
         timeout: Duration,
-    ) -> Result<PeerAnswer<'_>, PeerError> {
+    ) -> Result<(http::response::Parts, PeerAnswer<'_>), PeerError> {
         let deadline = tokio::time::Instant::now() + timeout;
         let key = format!("{address} {expected}");
         let gateway = expected.to_string();
@@ -229,8 +230,7 @@ impl PeerPool {
         match result {
             Ok((parts, body, conn)) => {
                 self.note(&key, &gateway, |s| s.requests += 1);
-                Ok(PeerAnswer {
-                    parts,
+                let answer = PeerAnswer {
                     identity: conn.identity.clone(),
                     body: Some(body),
                     trailers: None,
@@ -240,7 +240,8 @@ impl PeerPool {
                     gateway,
                     address: address.to_owned(),
                     deadline,
-                })
+                };
+                Ok((parts, answer))
             }
             Err(e) => {
                 self.failed(&key, &gateway, &e, false);
@@ -378,13 +379,13 @@ impl PeerPool {
     }
 }
 
-/// A provider gateway's answer whose head has arrived. Its body and then
+/// A provider gateway's answer after its head (which [`PeerPool::send`]
+/// returns beside it). Its body and then
 /// its trailers are read separately, so that the consumer can act on the
 /// body (check it, start its own audit commit) while the provider's proof
 /// is still to come. The connection goes back to the pool once the answer
 /// has been read to its end; an answer dropped before that closes it.
 pub(crate) struct PeerAnswer<'a> {
-    pub parts: http::response::Parts,
     /// What the TLS handshake proved about the provider gateway.
     pub identity: PeerIdentity,
     /// `None` once the body has ended.
