@@ -15,7 +15,7 @@
 //! entry cannot be written is answered with an internal error instead of
 //! its result. The two gateways' commits overlap: the provider answers with
 //! its entry as soon as it has handed it to its group commit and sends the
-//! proof as a trailer once the commit is durable (see [`crate::receipt`]),
+//! proof after the body once the commit is durable (see [`crate::receipt`]),
 //! and the consumer commits its own entry while that proof is on its way.
 //! If the proof then fails, a second consumer entry for the exchange says
 //! so: the last entry for an X-Road-Id is the outcome. Each exchange's

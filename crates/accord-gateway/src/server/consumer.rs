@@ -37,7 +37,8 @@ use super::{
     PendingDigests, RequestDigests, Shared,
 };
 use crate::receipt::{
-    self, Expected, ReceiptEntry, X_ACCORD_RECEIPT, X_ACCORD_RECEIPT_ERROR, X_ACCORD_RECEIPT_PROOF,
+    self, Expected, ReceiptEntry, Tail, AFTER_BODY, X_ACCORD_PROOF, X_ACCORD_RECEIPT,
+    X_ACCORD_RECEIPT_PROOF,
 };
 use crate::tls::ExpectedProvider;
 
@@ -127,7 +128,7 @@ async fn concluded(
 }
 
 /// The provider's answer, checked as far as it has come: `proof` is still
-/// to be read (the trailer of a streamed answer) and checked.
+/// to be read (after the body of a streamed answer) and checked.
 struct Received<'a> {
     answer: Answer,
     proof: Option<PendingProof<'a>>,
@@ -147,8 +148,9 @@ struct PendingProof<'a> {
 }
 
 impl PendingProof<'_> {
-    /// Reads the trailer and checks the proof: the `X-Accord-Receipt-Proof`
-    /// value to pass on, or why the answer must not be.
+    /// Reads what follows the body and checks the proof: the
+    /// `X-Accord-Receipt-Proof` value to pass on, or why the answer must
+    /// not be.
     async fn settle(self, shared: &Shared) -> Result<HeaderValue, XRoadError> {
         let PendingProof {
             answer,
@@ -159,30 +161,23 @@ impl PendingProof<'_> {
             max,
             timeout,
         } = self;
-        let trailers = answer
-            .trailers()
+        let tail = answer
+            .tail()
             .await
-            .map_err(|e| peer_error(e, &peer, max, timeout))?
-            .unwrap_or_default();
-        if let Some(why) = trailers.get(X_ACCORD_RECEIPT_ERROR) {
-            return Err(XRoadError::new(
-                ErrorKind::Internal(Origin::ProviderGateway),
-                format!(
-                    "the provider gateway {log_id} could not record the exchange: {}",
-                    String::from_utf8_lossy(why.as_bytes())
-                ),
-            ));
-        }
-        let proof = trailers.get(X_ACCORD_RECEIPT_PROOF).ok_or_else(|| {
-            not_signed(
-                &log_id,
-                "the provider gateway's answer carries no X-Accord-Receipt-Proof",
-            )
-        })?;
+            .map_err(|e| peer_error(e, &peer, max, timeout))?;
+        let proof = match Tail::parse(&tail).map_err(|why| not_signed(&log_id, &why))? {
+            Tail::Proof(proof) => proof,
+            Tail::Error(why) => {
+                return Err(XRoadError::new(
+                    ErrorKind::Internal(Origin::ProviderGateway),
+                    format!("the provider gateway {log_id} could not record the exchange: {why}"),
+                ))
+            }
+        };
         entry
-            .prove(proof, &log_id, &key, &shared.receipts)
+            .prove(&proof, &log_id, &key, &shared.receipts)
             .map_err(|why| not_signed(&log_id, &why))?;
-        Ok(proof.clone())
+        Ok(proof)
     }
 }
 
@@ -344,8 +339,8 @@ async fn exchange<'a>(
         if let Some(v) = &h.subject {
             super::set_header(&mut headers, X_ACCORD_SUBJECT, v)?;
         }
-        // The provider's proof may come as a trailer (see crate::receipt).
-        headers.insert(http::header::TE, HeaderValue::from_static("trailers"));
+        // The provider's proof may follow the body (see crate::receipt).
+        headers.insert(X_ACCORD_PROOF, HeaderValue::from_static(AFTER_BODY));
         Ok((provider, gateway, tls, forward_target, request_id, headers))
     })();
     let (provider, gateway, tls, forward_target, request_id, headers) = match prepared {
@@ -392,8 +387,8 @@ async fn exchange<'a>(
         )
     })?;
     // A streamed answer: the entry now, with the body's length, and the
-    // proof as a trailer.
-    let streamed = !rparts.headers.contains_key(X_ACCORD_RECEIPT_PROOF);
+    // proof after the body.
+    let streamed = receipt::proof_after_body(&rparts.headers);
     let receipt_entry = if streamed {
         Some(ReceiptEntry::read(&rparts.headers).map_err(|why| not_signed(&log_id, &why))?)
     } else {
@@ -441,9 +436,10 @@ async fn exchange<'a>(
         None => {
             let verified = receipt::verify(&rparts.headers, &expected, &key, &shared.receipts)
                 .map_err(|why| not_signed(&log_id, &why))?;
-            // Nothing follows the body: the connection goes back to the pool.
+            // The body was read to its end: the connection goes back to
+            // the pool.
             answered
-                .trailers()
+                .tail()
                 .await
                 .map_err(|e| peer_error(e, &peer, max, timeout))?;
             (None, decided(x, &verified.entry))

@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, Request, Response};
+use http::{Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
@@ -25,6 +25,7 @@ use serde::Serialize;
 use tokio::net::TcpStream;
 
 use super::{read_body, Body, BodyError, Tls};
+use crate::receipt::MAX_TAIL;
 use crate::tls::{self, ExpectedProvider, PeerIdentity};
 
 /// Idle connections kept per provider gateway.
@@ -207,7 +208,7 @@ impl PeerPool {
 
     /// Sends `request` to the provider gateway at `address`, which must be
     /// `expected`, and waits for the head of its answer. The whole
-    /// exchange, body and trailers included, must end within `timeout`.
+    /// exchange, body and proof included, must end within `timeout`.
     /// Returns the answer's head and the rest of the answer, whose body is
     /// read with [`PeerAnswer::body`].
     pub async fn send(
@@ -233,7 +234,7 @@ impl PeerPool {
                 let answer = PeerAnswer {
                     identity: conn.identity.clone(),
                     body: Some(body),
-                    trailers: None,
+                    tail: Vec::new(),
                     conn,
                     pool: self,
                     key,
@@ -380,18 +381,18 @@ impl PeerPool {
 }
 
 /// A provider gateway's answer after its head (which [`PeerPool::send`]
-/// returns beside it). Its body and then
-/// its trailers are read separately, so that the consumer can act on the
+/// returns beside it). Its body and then what follows it (the proof, see
+/// [`crate::receipt::Tail`]) are read separately, so that the consumer can act on the
 /// body (check it, start its own audit commit) while the provider's proof
 /// is still to come. The connection goes back to the pool once the answer
 /// has been read to its end; an answer dropped before that closes it.
 pub(crate) struct PeerAnswer<'a> {
     /// What the TLS handshake proved about the provider gateway.
     pub identity: PeerIdentity,
-    /// `None` once the body has ended.
+    /// `None` once the answer has ended.
     body: Option<Incoming>,
-    /// Trailers met while reading the body to its end.
-    trailers: Option<HeaderMap>,
+    /// What came after the body's known length, so far.
+    tail: Vec<u8>,
     conn: Conn,
     pool: &'a PeerPool,
     key: String,
@@ -402,8 +403,8 @@ pub(crate) struct PeerAnswer<'a> {
 
 impl PeerAnswer<'_> {
     /// Reads the body, at most `max` bytes: exactly `len` bytes if the
-    /// caller knows its length (what follows, the trailers, is left for
-    /// [`PeerAnswer::trailers`]), else to its end.
+    /// caller knows its length (what follows, the proof, is left for
+    /// [`PeerAnswer::tail`]), else to its end.
     pub async fn body(&mut self, len: Option<u64>, max: usize) -> Result<Bytes, PeerError> {
         if len.is_some_and(|n| n > max as u64) {
             return Err(self.fail(PeerError::TooLarge));
@@ -415,49 +416,31 @@ impl PeerAnswer<'_> {
     }
 
     async fn read_data(&mut self, len: Option<u64>, max: usize) -> Result<Bytes, PeerError> {
-        let address = &self.address;
         // Frames as they come: one frame (a small body) needs no copy.
         let mut frames: Vec<Bytes> = Vec::new();
         let mut got: u64 = 0;
         while len.is_none_or(|n| got < n) {
-            let Some(body) = self.body.as_mut() else {
+            let Some(mut data) = self.next_data().await? else {
                 break;
             };
-            let frame = match body.frame().await {
-                None => {
-                    self.body = None;
-                    continue;
-                }
-                Some(Err(e)) => {
-                    return Err(PeerError::Broken(format!(
-                        "reading the answer of {address}: {}",
-                        describe(&e)
-                    )))
-                }
-                Some(Ok(frame)) => frame,
-            };
-            match frame.into_data() {
-                Ok(data) => {
-                    got += data.len() as u64;
-                    if got > max as u64 {
-                        return Err(PeerError::TooLarge);
-                    }
-                    if len.is_some_and(|n| got > n) {
-                        return Err(PeerError::Broken(format!(
-                            "the answer of {address} is longer than its receipt says"
-                        )));
-                    }
-                    frames.push(data);
-                }
-                Err(frame) => {
-                    self.trailers = frame.into_trailers().ok();
-                    self.body = None;
+            if let Some(n) = len {
+                // What goes past the body is the tail.
+                let room = usize::try_from(n - got).unwrap_or(usize::MAX);
+                if data.len() > room {
+                    let rest = data.split_off(room);
+                    self.push_tail(rest)?;
                 }
             }
+            got += data.len() as u64;
+            if got > max as u64 {
+                return Err(PeerError::TooLarge);
+            }
+            frames.push(data);
         }
         if len.is_some_and(|n| got < n) {
             return Err(PeerError::Broken(format!(
-                "the answer of {address} ended before the length its receipt says"
+                "the answer of {} ended before the length its receipt says",
+                self.address
             )));
         }
         Ok(match frames.len() {
@@ -467,23 +450,13 @@ impl PeerAnswer<'_> {
         })
     }
 
-    /// Reads what follows the body, its trailers (`None` if it has none),
-    /// and gives the connection back to the pool.
-    pub async fn trailers(mut self) -> Result<Option<HeaderMap>, PeerError> {
-        let read = tokio::time::timeout_at(self.deadline, self.read_trailers())
-            .await
-            .unwrap_or(Err(PeerError::Timeout));
-        match read {
-            Ok(trailers) => {
-                self.pool.put_idle(&self.key, self.conn);
-                Ok(trailers)
-            }
-            Err(e) => Err(self.fail(e)),
-        }
-    }
-
-    async fn read_trailers(&mut self) -> Result<Option<HeaderMap>, PeerError> {
-        while let Some(body) = self.body.as_mut() {
+    /// The next piece of the answer's data; `None` at its end. Trailers
+    /// are not part of the protocol between gateways and are refused.
+    async fn next_data(&mut self) -> Result<Option<Bytes>, PeerError> {
+        loop {
+            let Some(body) = self.body.as_mut() else {
+                return Ok(None);
+            };
             match body.frame().await {
                 None => self.body = None,
                 Some(Err(e)) => {
@@ -493,21 +466,51 @@ impl PeerAnswer<'_> {
                         describe(&e)
                     )))
                 }
-                Some(Ok(frame)) => match frame.into_trailers() {
-                    Ok(trailers) => {
-                        self.trailers = Some(trailers);
-                        self.body = None;
-                    }
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) if data.is_empty() => {}
+                    Ok(data) => return Ok(Some(data)),
                     Err(_) => {
                         return Err(PeerError::Broken(format!(
-                            "the answer of {} is longer than its receipt says",
+                            "the answer of {} carries trailers, which gateways do not send",
                             self.address
                         )))
                     }
                 },
             }
         }
-        Ok(self.trailers.take())
+    }
+
+    fn push_tail(&mut self, data: Bytes) -> Result<(), PeerError> {
+        if self.tail.len() + data.len() > MAX_TAIL {
+            return Err(PeerError::Broken(format!(
+                "what follows the body of the answer of {} is longer than {MAX_TAIL} bytes",
+                self.address
+            )));
+        }
+        self.tail.extend_from_slice(&data);
+        Ok(())
+    }
+
+    /// Reads what follows the body to the answer's end (empty if nothing
+    /// does), and gives the connection back to the pool.
+    pub async fn tail(mut self) -> Result<Bytes, PeerError> {
+        let read = tokio::time::timeout_at(self.deadline, self.read_tail())
+            .await
+            .unwrap_or(Err(PeerError::Timeout));
+        match read {
+            Ok(tail) => {
+                self.pool.put_idle(&self.key, self.conn);
+                Ok(tail)
+            }
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    async fn read_tail(&mut self) -> Result<Bytes, PeerError> {
+        while let Some(data) = self.next_data().await? {
+            self.push_tail(data)?;
+        }
+        Ok(Bytes::from(std::mem::take(&mut self.tail)))
     }
 
     fn fail(&self, e: PeerError) -> PeerError {

@@ -10,8 +10,8 @@
 //! stops working at the next request, not at the next connection.
 //!
 //! The answer leaves as soon as its entry is handed to the audit log's
-//! group commit: head, entry and body first, the entry's proof as a
-//! trailer once the commit is durable ([`ProviderBody`], see
+//! group commit: head, entry and body first, the entry's proof after the
+//! body once the commit is durable ([`ProviderBody`], see
 //! [`crate::receipt`]), so that the consumer gateway's own commit runs
 //! meanwhile. A large request body is hashed while the request is decided
 //! and the backend works; every answer still carries its request hash.
@@ -46,7 +46,7 @@ use super::{
 };
 use crate::metrics::{SideLabel, SideOnly};
 use crate::quota::Outcome;
-use crate::receipt::{self, X_ACCORD_RECEIPT, X_ACCORD_RECEIPT_ERROR, X_ACCORD_RECEIPT_PROOF};
+use crate::receipt::{self, Tail, AFTER_BODY, X_ACCORD_PROOF, X_ACCORD_RECEIPT};
 use crate::tls::{self, PeerIdentity};
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -157,10 +157,11 @@ async fn handle(
     req: Request<Incoming>,
 ) -> Response<ProviderBody> {
     let origin = Origin::ProviderGateway;
-    // Trailers need HTTP/1.1 chunked framing and a caller that asked.
+    // Data after the body needs HTTP/1.1 chunked framing and a caller
+    // that asked for it.
     let streams = req.version() == http::Version::HTTP_11
         && req.method() != http::Method::HEAD
-        && te_is_trailers(req.headers());
+        && receipt::proof_after_body(req.headers());
     let (mut x, raw_target) = Exchange::begin(Side::Provider, &req);
     let mut bound = Bound::default();
     let mut digests = None;
@@ -186,38 +187,35 @@ async fn handle(
             Err(refusal) => return refusal.map(ProviderBody::Whole),
         };
     if streams && status_has_body(answer.status) {
-        // The head and body leave now; the proof follows as a trailer once
-        // the entry's group commit is durable. Chunked framing carries the
-        // trailer: no length may be declared.
+        // The head and body leave now; the proof follows the body once the
+        // entry's group commit is durable. Chunked framing carries both: no
+        // length may be declared.
         answer.headers.remove(http::header::CONTENT_LENGTH);
         answer.headers.remove(http::header::TRANSFER_ENCODING);
         if let Some(v) = receipt::entry_value(&recording.bytes) {
             answer.headers.insert(X_ACCORD_RECEIPT, v);
         }
-        answer.headers.insert(
-            http::header::TRAILER,
-            HeaderValue::from_static("x-accord-receipt-proof, x-accord-receipt-error"),
-        );
+        answer
+            .headers
+            .insert(X_ACCORD_PROOF, HeaderValue::from_static(AFTER_BODY));
         let proof = Box::pin(async move {
-            let mut trailers = HeaderMap::new();
-            match recording.durable().await {
+            let tail = match recording.durable().await {
                 Ok((entry, _, receipt)) => {
                     shared.account(&x, &entry);
-                    if let Some(v) = receipt::proof_value(&receipt) {
-                        trailers.insert(X_ACCORD_RECEIPT_PROOF, v);
+                    match receipt::proof_value(&receipt) {
+                        Some(v) => Tail::Proof(v),
+                        None => Tail::Error("the receipt's proof could not be encoded".into()),
                     }
                 }
                 Err(e) => {
                     tracing::error!(exchange = %x.exchange_id, error = %e, "audit append failed; the answer's proof is refused");
-                    trailers.insert(
-                        X_ACCORD_RECEIPT_ERROR,
-                        HeaderValue::from_static(
-                            "the audit log of the provider gateway could not record the exchange",
-                        ),
-                    );
+                    Tail::Error(
+                        "the audit log of the provider gateway could not record the exchange"
+                            .into(),
+                    )
                 }
-            }
-            trailers
+            };
+            tail.encode()
         });
         let mut response = Response::new(ProviderBody::Streamed {
             data: Some(answer.body),
@@ -237,38 +235,25 @@ async fn handle(
     }
 }
 
-/// Whether the request asks for trailers (`TE: trailers`), as a consumer
-/// gateway does to receive the proof after the body.
-fn te_is_trailers(headers: &HeaderMap) -> bool {
-    headers.get_all(http::header::TE).iter().any(|v| {
-        v.to_str().is_ok_and(|v| {
-            v.split(',').any(|t| {
-                t.split(';')
-                    .next()
-                    .is_some_and(|t| t.trim().eq_ignore_ascii_case("trailers"))
-            })
-        })
-    })
-}
-
 /// Whether an answer with this status carries a body (and so can carry
-/// trailers).
+/// the proof after it).
 fn status_has_body(status: http::StatusCode) -> bool {
     !(status.is_informational()
         || status == http::StatusCode::NO_CONTENT
         || status == http::StatusCode::NOT_MODIFIED)
 }
 
-/// The proof trailer of a streamed answer, ready once the entry is durable.
-type ProofTrailer = Pin<Box<dyn Future<Output = HeaderMap> + Send>>;
+/// What follows a streamed answer's body (an encoded [`Tail`]), ready once
+/// the entry is durable.
+type ProofTail = Pin<Box<dyn Future<Output = Bytes> + Send>>;
 
 /// The body of a provider gateway's answer: whole (the proof, if any, is
-/// in the head), or streamed (the body, then the proof as a trailer).
+/// in the head), or streamed (the body, then the proof after it).
 pub(crate) enum ProviderBody {
     Whole(Body),
     Streamed {
         data: Option<Bytes>,
-        proof: Option<ProofTrailer>,
+        proof: Option<ProofTail>,
     },
 }
 
@@ -289,9 +274,9 @@ impl hyper::body::Body for ProviderBody {
                 let Some(pending) = proof.as_mut() else {
                     return Poll::Ready(None);
                 };
-                let trailers = std::task::ready!(pending.as_mut().poll(cx));
+                let tail = std::task::ready!(pending.as_mut().poll(cx));
                 *proof = None;
-                Poll::Ready(Some(Ok(Frame::trailers(trailers))))
+                Poll::Ready(Some(Ok(Frame::data(tail))))
             }
         }
     }

@@ -1566,7 +1566,8 @@ async fn a_provider_whose_log_fails_sends_no_proof_and_the_exchange_fails(engine
 
     // A row written behind the provider gateway's back takes the index of
     // its next entry: its next group commit fails. Its answer's head and
-    // body have left by then; the trailer says the proof will not come.
+    // body have left by then; what follows the body says the proof will
+    // not come.
     let provider_db = pair.provider_db();
     let size = log_entries(&provider_db).await.len();
     execute(
