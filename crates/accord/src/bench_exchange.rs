@@ -342,6 +342,21 @@ async fn bench(args: &BenchExchangeArgs, dir: &Path) -> anyhow::Result<Report> {
             })?;
     }
 
+    // The processes whose CPU time a path costs (direct: none; its backend
+    // runs in this process, beside the load generator).
+    let servers = |path: ExchangePath| -> Vec<u32> {
+        match path {
+            ExchangePath::Direct => Vec::new(),
+            ExchangePath::Nginx => nginx
+                .as_ref()
+                .map(|n| vec![n.front.pid, n.back.pid])
+                .unwrap_or_default(),
+            ExchangePath::Accord => accord
+                .as_ref()
+                .map(|a| vec![a.consumer.pid, a.provider.pid])
+                .unwrap_or_default(),
+        }
+    };
     let mut results = Vec::new();
     for &size in &args.sizes {
         let body = Bytes::from(vec![b'x'; size]);
@@ -360,6 +375,7 @@ async fn bench(args: &BenchExchangeArgs, dir: &Path) -> anyhow::Result<Report> {
                     duration: args.latency_duration,
                 },
                 &format!("{prefix}: latency, 1 connection"),
+                &[],
             )
             .await?;
             let throughput = measure(
@@ -372,6 +388,7 @@ async fn bench(args: &BenchExchangeArgs, dir: &Path) -> anyhow::Result<Report> {
                     duration: args.duration,
                 },
                 &format!("{prefix}: throughput, {} connections", args.connections),
+                &servers(path),
             )
             .await?;
             results.push(PathResult::new(
@@ -670,6 +687,8 @@ struct LoadResult {
     errors: u64,
     reconnects: u64,
     elapsed: Duration,
+    /// CPU seconds the path's servers used while timing (none for direct).
+    server_cpu_s: Option<f64>,
     /// Nanoseconds per successful request, ascending.
     latencies: Vec<u64>,
     first_error: Option<String>,
@@ -770,6 +789,7 @@ async fn measure(
     body: &Bytes,
     shape: LoadShape,
     what: &str,
+    servers: &[u32],
 ) -> anyhow::Result<LoadResult> {
     let handle = load.handle()?;
     let total = shape.warmup + shape.duration;
@@ -818,6 +838,9 @@ async fn measure(
         }
     }
     let started = Instant::now();
+    let cpu_before = (!servers.is_empty())
+        .then(|| cpu_seconds(servers))
+        .flatten();
     done.store(0, Ordering::Relaxed);
     let mut stats = Vec::with_capacity(shape.connections);
     loop {
@@ -830,6 +853,9 @@ async fn measure(
         }
     }
     let elapsed = started.elapsed();
+    let server_cpu_s = cpu_before
+        .zip(cpu_seconds(servers))
+        .map(|(before, after)| after - before);
     bar.finish_and_clear();
 
     let mut result = LoadResult {
@@ -837,6 +863,7 @@ async fn measure(
         errors: 0,
         reconnects: 0,
         elapsed,
+        server_cpu_s,
         latencies: Vec::with_capacity(stats.iter().map(|s| s.latencies.len()).sum()),
         first_error: None,
     };
@@ -1052,6 +1079,34 @@ fn parse_stat(stat: &str) -> Option<(u32, u32)> {
     let ppid = fields.next()?.parse().ok()?;
     let pgrp = fields.next()?.parse().ok()?;
     Some((ppid, pgrp))
+}
+
+/// CPU time (user + system, all threads) in clock ticks from the text of
+/// `/proc/PID/stat`: fields 14 and 15.
+fn parse_stat_cpu_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    // After the name: state is field 3, so utime (14) is the 12th here.
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// Linux reports process times in USER_HZ ticks, 100 per second on every
+/// architecture it exposes to user space.
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// CPU seconds used so far by `pids` and their descendants (threads
+/// included); `None` if one of them cannot be read.
+fn cpu_seconds(pids: &[u32]) -> Option<f64> {
+    let mut ticks = 0;
+    for &root in pids {
+        for pid in process_tree(root) {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            ticks += parse_stat_cpu_ticks(&stat)?;
+        }
+    }
+    Some(ticks as f64 / TICKS_PER_SECOND)
 }
 
 /// Every process: `pid → (ppid, pgrp)`.
@@ -2058,6 +2113,10 @@ struct Measurement {
     reconnects: u64,
     requests_per_s: f64,
     latency: Option<Latency>,
+    /// CPU time the path's two proxies (nginx A and B, or both gateways)
+    /// used per request while timing: what the machine pays per exchange,
+    /// which varies less from run to run than requests per second.
+    server_cpu_us_per_request: Option<f64>,
 }
 
 impl Measurement {
@@ -2071,6 +2130,10 @@ impl Measurement {
             reconnects: result.reconnects,
             requests_per_s: result.requests as f64 / seconds.max(f64::EPSILON),
             latency: Latency::of(&result.latencies),
+            server_cpu_us_per_request: result
+                .server_cpu_s
+                .filter(|_| result.requests > 0)
+                .map(|cpu| cpu * 1e6 / result.requests as f64),
         }
     }
 }
@@ -2280,6 +2343,9 @@ fn print_report(report: &Report) {
             thousands(r.throughput.requests_per_s),
             vs_nginx,
             fmt_ms(r.throughput.latency.as_ref().map(|l| l.p99_ms)),
+            r.throughput
+                .server_cpu_us_per_request
+                .map_or_else(|| "-".to_owned(), |us| format!("{us:.0}")),
             fmt_ms(r.p50()),
             fmt_ms(r.latency.latency.as_ref().map(|l| l.p99_ms)),
             added,
@@ -2294,6 +2360,7 @@ fn print_report(report: &Report) {
             "req/s",
             "vs (b)",
             "p99 ms (load)",
+            "CPU µs/req",
             "p50 ms",
             "p99 ms",
             "p50 vs (a)",
@@ -2302,8 +2369,9 @@ fn print_report(report: &Report) {
         rows,
     );
     println!(
-        "\nreq/s and p99 (load): {} keep-alive connections for {} s; p50 and p99: one connection, \
-         requests one after the other, for {} s.",
+        "\nreq/s and p99 (load): {} keep-alive connections for {} s; CPU µs/req: the two proxies' \
+         CPU time (user + system, all processes) under that load per request; p50 and p99: one \
+         connection, requests one after the other, for {} s.",
         report.settings.connections, report.settings.duration_s, report.settings.latency_duration_s
     );
     if !report.memory.is_empty() {
@@ -2511,6 +2579,20 @@ mod tests {
         let stat = "1234 (nginx: worker (x) ) S 1200 1200 1200 0 -1 4194624 97 0 0 0";
         assert_eq!(parse_stat(stat), Some((1200, 1200)));
         assert_eq!(parse_stat("garbage"), None);
+        // Fields 14 and 15 (utime, stime) of a real line.
+        let full = "26494 (accord) S 26481 26494 26481 0 -1 4194560 5131 0 0 0 \
+                    1520 377 0 0 20 0 7 0 90021 1068654592 13003 18446744073709551615";
+        assert_eq!(parse_stat_cpu_ticks(full), Some(1897));
+        assert_eq!(parse_stat_cpu_ticks("1 (x) S 1 2"), None);
+        // This process has used some CPU by now, and never less later.
+        let me = std::process::id();
+        let first = cpu_seconds(&[me]).unwrap();
+        let mut spin = 0u64;
+        for i in 0..5_000_000u64 {
+            spin = spin.wrapping_add(i * i);
+        }
+        assert!(spin > 0);
+        assert!(cpu_seconds(&[me]).unwrap() >= first);
         let status = "Name:\tnginx\nVmPeak:\t   12000 kB\nVmHWM:\t    5320 kB\nVmRSS:\t 5000 kB\n";
         assert_eq!(parse_vm_hwm(status), Some(5320));
         assert_eq!(parse_vm_hwm("Name: x\n"), None);
