@@ -48,6 +48,7 @@ pub struct Checkpoint {
 /// A checkpoint with the gateway's Ed25519 signature over its
 /// [`signing_message`](Checkpoint::signing_message).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "SignedCheckpointFields")]
 pub struct SignedCheckpoint {
     #[serde(flatten)]
     pub checkpoint: Checkpoint,
@@ -56,6 +57,37 @@ pub struct SignedCheckpoint {
     /// The signature, as standard base64 in JSON.
     #[serde(with = "crate::serde_bytes::signature_b64")]
     pub signature: Signature,
+}
+
+/// The flat JSON form of a [`SignedCheckpoint`], as it is read: serde's
+/// `flatten` would first buffer every field into an intermediate map, and a
+/// consumer gateway reads a checkpoint with every exchange's receipt.
+#[derive(Deserialize)]
+struct SignedCheckpointFields {
+    log_id: String,
+    size: u64,
+    #[serde(with = "crate::serde_bytes::hex32")]
+    root: Hash,
+    #[serde(with = "time::serde::rfc3339")]
+    at: OffsetDateTime,
+    key_id: String,
+    #[serde(with = "crate::serde_bytes::signature_b64")]
+    signature: Signature,
+}
+
+impl From<SignedCheckpointFields> for SignedCheckpoint {
+    fn from(f: SignedCheckpointFields) -> SignedCheckpoint {
+        SignedCheckpoint {
+            checkpoint: Checkpoint {
+                log_id: f.log_id,
+                size: f.size,
+                root: f.root,
+                at: f.at,
+            },
+            key_id: f.key_id,
+            signature: f.signature,
+        }
+    }
 }
 
 /// Why a signed checkpoint was refused.
@@ -91,7 +123,7 @@ impl Checkpoint {
             "accord audit checkpoint v1\nlog {}\nsize {}\nroot {}\nat {}",
             self.log_id,
             self.size,
-            hex::encode(self.root),
+            crate::to_hex(&self.root),
             self.at.unix_timestamp_nanos()
         )
         .into_bytes()
@@ -237,7 +269,17 @@ mod tests {
         let signed = checkpoint().sign(&key(1));
         let mut value = serde_json::to_value(&signed).unwrap();
         value["root"] = "abc".into();
-        assert!(serde_json::from_value::<SignedCheckpoint>(value.clone()).is_err());
+        let error = serde_json::from_value::<SignedCheckpoint>(value.clone()).unwrap_err();
+        assert!(error.to_string().contains("64 hex digits"), "{error}");
+        // Read from text too (the receipts' path), where no string is
+        // allocated for the hex.
+        let text = serde_json::to_string(&value).unwrap();
+        let error = serde_json::from_str::<SignedCheckpoint>(&text).unwrap_err();
+        assert!(error.to_string().contains(r#"found "abc""#), "{error}");
+        let mut missing = serde_json::to_value(&signed).unwrap();
+        missing.as_object_mut().unwrap().remove("key_id");
+        let error = serde_json::from_value::<SignedCheckpoint>(missing).unwrap_err();
+        assert!(error.to_string().contains("key_id"), "{error}");
         value["root"] = "5a".repeat(32).into();
         value["signature"] = "AAAA".into();
         let error = serde_json::from_value::<SignedCheckpoint>(value).unwrap_err();

@@ -251,7 +251,7 @@ impl<'a> From<&'a AuditEntry> for CanonicalEntry<'a> {
 /// `EE:38001085718`, upper-case country prefix), or the same person gets
 /// several pseudonyms.
 pub fn pseudonymize(key: &[u8; 32], subject: &str) -> String {
-    hex::encode(hmac_sha256(key, subject.as_bytes()))
+    crate::to_hex(&hmac_sha256(key, subject.as_bytes()))
 }
 
 /// HMAC-SHA-256 (RFC 2104 with SHA-256, as RFC 4231 tests it).

@@ -44,3 +44,26 @@ pub use merkle::{
     verify_inclusion, Batch, CompactRange, Hash, ProofError, EMPTY_ROOT,
 };
 pub use verify::{CheckpointFault, CheckpointSource, LogVerifier, Problem, Report, StoredEntry};
+
+/// Lower-case hex, as every hash in Accord's JSON and tables is written.
+/// `hex::encode` builds its string a `char` at a time through an iterator;
+/// this one fills a buffer from a table, which matters where a gateway
+/// writes several hashes per exchange.
+pub fn to_hex(bytes: &[u8]) -> String {
+    let mut out = vec![0u8; bytes.len() * 2];
+    // The buffer is exactly twice the input, so this cannot fail, and hex
+    // digits are ASCII.
+    let _ = hex::encode_to_slice(bytes, &mut out);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn hex_is_lower_case_and_two_digits_a_byte() {
+        assert_eq!(super::to_hex(&[0x00, 0x0a, 0xab, 0xff]), "000aabff");
+        assert_eq!(super::to_hex(&[]), "");
+        let hash = super::hash_leaf(b"entry");
+        assert_eq!(super::to_hex(&hash), hex::encode(hash));
+    }
+}

@@ -4,22 +4,38 @@
 //! is refused when it is read, not later when it is used.
 
 pub(crate) mod hex32 {
-    use serde::{de::Error as _, Deserialize, Deserializer, Serializer};
+    use serde::de::Visitor;
+    use serde::{Deserializer, Serializer};
 
     pub(crate) fn serialize<S: Serializer>(bytes: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&hex::encode(bytes))
+        let mut buf = [0u8; 64];
+        hex::encode_to_slice(bytes, &mut buf).map_err(serde::ser::Error::custom)?;
+        s.serialize_str(std::str::from_utf8(&buf).map_err(serde::ser::Error::custom)?)
     }
 
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
-        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        let mut out = [0u8; 32];
-        hex::decode_to_slice(text.as_bytes(), &mut out).map_err(|_| {
-            D::Error::custom(format!(
-                "expected 64 hex digits (a SHA-256 hash), found {:?}",
-                text
-            ))
-        })?;
-        Ok(out)
+        d.deserialize_str(Hex32)
+    }
+
+    /// Decodes in place: no string is allocated for the hex text.
+    pub(crate) struct Hex32;
+
+    impl Visitor<'_> for Hex32 {
+        type Value = [u8; 32];
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("64 hex digits (a SHA-256 hash)")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<[u8; 32], E> {
+            let mut out = [0u8; 32];
+            hex::decode_to_slice(text.as_bytes(), &mut out).map_err(|_| {
+                E::custom(format!(
+                    "expected 64 hex digits (a SHA-256 hash), found {text:?}"
+                ))
+            })?;
+            Ok(out)
+        }
     }
 }
 

@@ -1019,7 +1019,7 @@ impl Committer {
                 query = query
                     .bind(to_i64(start + (offset + i) as u64)?)
                     .bind(pending.text.as_str())
-                    .bind(hex::encode(pending.leaf_hash));
+                    .bind(accord_audit::to_hex(&pending.leaf_hash));
             }
             query.execute(&mut *tx).await?;
             offset += rows;
@@ -1116,7 +1116,7 @@ fn write_sqlite_transaction(
             insert.execute(rusqlite::params![
                 to_i64(index)?,
                 pending.text.as_str(),
-                hex::encode(pending.leaf_hash)
+                accord_audit::to_hex(&pending.leaf_hash)
             ])?;
         }
     }

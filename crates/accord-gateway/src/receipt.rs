@@ -129,7 +129,38 @@ pub fn proof_after_body(headers: &HeaderMap) -> bool {
 struct ProofWire {
     index: u64,
     checkpoint: SignedCheckpoint,
-    proof: Vec<String>,
+    proof: Vec<HexHash>,
+}
+
+/// A hash of the proof, written and read as 64 hex digits without a string
+/// of its own (a proof has one per level of the tree).
+struct HexHash(Hash);
+
+impl Serialize for HexHash {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut buf = [0u8; 64];
+        hex::encode_to_slice(self.0, &mut buf).map_err(serde::ser::Error::custom)?;
+        s.serialize_str(std::str::from_utf8(&buf).map_err(serde::ser::Error::custom)?)
+    }
+}
+
+impl<'de> Deserialize<'de> for HexHash {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<HexHash, D::Error> {
+        struct Visit;
+        impl serde::de::Visitor<'_> for Visit {
+            type Value = HexHash;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a hash as 64 hex digits")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<HexHash, E> {
+                let mut out = [0u8; 32];
+                hex::decode_to_slice(text.as_bytes(), &mut out)
+                    .map_err(|_| E::custom("X-Accord-Receipt-Proof holds a malformed hash"))?;
+                Ok(HexHash(out))
+            }
+        }
+        d.deserialize_str(Visit)
+    }
 }
 
 /// Adds the receipt headers for `entry_bytes` (the canonical bytes that
@@ -154,7 +185,12 @@ pub fn proof_value(receipt: &Receipt) -> Option<HeaderValue> {
     let wire = ProofWire {
         index: receipt.index,
         checkpoint: receipt.checkpoint.clone(),
-        proof: receipt.inclusion_proof.iter().map(hex::encode).collect(),
+        proof: receipt
+            .inclusion_proof
+            .iter()
+            .copied()
+            .map(HexHash)
+            .collect(),
     };
     let proof = serde_json::to_vec(&wire).ok()?;
     HeaderValue::from_str(&URL_SAFE_NO_PAD.encode(proof)).ok()
@@ -338,14 +374,7 @@ impl ReceiptEntry {
             .map_err(|_| "X-Accord-Receipt-Proof is not base64url")?;
         let wire: ProofWire = serde_json::from_slice(&proof_bytes)
             .map_err(|e| format!("X-Accord-Receipt-Proof is malformed: {e}"))?;
-        let mut proof: Vec<Hash> = Vec::with_capacity(wire.proof.len());
-        for h in &wire.proof {
-            let hash = hex::decode(h)
-                .ok()
-                .and_then(|b| Hash::try_from(b).ok())
-                .ok_or("X-Accord-Receipt-Proof holds a malformed hash")?;
-            proof.push(hash);
-        }
+        let proof: Vec<Hash> = wire.proof.iter().map(|h| h.0).collect();
         let cp = &wire.checkpoint.checkpoint;
         if cp.log_id != log_id {
             return Err(format!(

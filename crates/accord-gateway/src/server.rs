@@ -349,7 +349,7 @@ impl PendingDigests {
 
 /// SHA-256 of the empty string, the body hash of a request without body.
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
+    accord_audit::to_hex(&Sha256::digest(bytes))
 }
 
 fn millis(t: OffsetDateTime) -> i64 {
@@ -535,7 +535,7 @@ pub(crate) fn uuid_v7(at: OffsetDateTime) -> String {
     bytes[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
     bytes[6] = (bytes[6] & 0x0f) | 0x70;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let hex = hex::encode(bytes);
+    let hex = accord_audit::to_hex(&bytes);
     format!(
         "{}-{}-{}-{}-{}",
         &hex[..8],
