@@ -348,6 +348,10 @@ impl PendingDigests {
 }
 
 /// SHA-256 of the empty string, the body hash of a request without body.
+/// The SHA-256 of no bytes: what an exchange records until its request body
+/// has been read.
+const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     accord_audit::to_hex(&Sha256::digest(bytes))
 }
@@ -414,7 +418,7 @@ impl Exchange {
             grant: None,
             deny_reason: None,
             subject_pseudonym: None,
-            request_body_sha256: sha256_hex(b""),
+            request_body_sha256: EMPTY_SHA256.to_owned(),
             request_size: 0,
             forwarded_at: None,
             answered_at: None,
@@ -1211,6 +1215,11 @@ mod tests {
         assert!(a.starts_with("018bcfe5-6800"), "{a}");
         assert!(a < b);
         assert_ne!(uuid_v7(t0), uuid_v7(t0));
+    }
+
+    #[test]
+    fn the_empty_body_hash_is_the_sha256_of_nothing() {
+        assert_eq!(EMPTY_SHA256, sha256_hex(b""));
     }
 
     #[test]
