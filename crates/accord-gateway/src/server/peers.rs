@@ -382,9 +382,9 @@ impl PeerPool {
 
 /// A provider gateway's answer after its head (which [`PeerPool::send`]
 /// returns beside it). Its body and then what follows it (the proof, see
-/// [`crate::receipt::Tail`]) are read separately, so that the consumer can act on the
-/// body (check it, start its own audit commit) while the provider's proof
-/// is still to come. The connection goes back to the pool once the answer
+/// [`crate::receipt::Tail`]) are read separately, so that the consumer can
+/// act on the body (check it, start its own audit commit) while the
+/// provider's proof is still to come. The connection goes back to the pool once the answer
 /// has been read to its end; an answer dropped before that closes it.
 pub(crate) struct PeerAnswer<'a> {
     /// What the TLS handshake proved about the provider gateway.
