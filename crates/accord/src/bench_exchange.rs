@@ -2360,7 +2360,8 @@ fn print_report(report: &Report) {
             "req/s",
             "vs (b)",
             "p99 ms (load)",
-            "CPU µs/req",
+            // Headers are upper-cased, and an upper-case µ is a Greek M.
+            "CPU us/req",
             "p50 ms",
             "p99 ms",
             "p50 vs (a)",
@@ -2369,8 +2370,8 @@ fn print_report(report: &Report) {
         rows,
     );
     println!(
-        "\nreq/s and p99 (load): {} keep-alive connections for {} s; CPU µs/req: the two proxies' \
-         CPU time (user + system, all processes) under that load per request; p50 and p99: one \
+        "\nreq/s and p99 (load): {} keep-alive connections for {} s; CPU us/req: the two proxies' \
+         CPU time (user + system, all processes) under that load per request, in µs; p50 and p99: one \
          connection, requests one after the other, for {} s.",
         report.settings.connections, report.settings.duration_s, report.settings.latency_duration_s
     );
