@@ -35,7 +35,7 @@ pub mod entry;
 pub mod merkle;
 pub mod verify;
 
-mod serde_bytes;
+pub mod serde_bytes;
 
 pub use checkpoint::{key_id, Checkpoint, CheckpointError, SignedCheckpoint};
 pub use entry::{pseudonymize, AgreementRef, AuditDecision, AuditEntry, EntryError, Side};

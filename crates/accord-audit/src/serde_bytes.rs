@@ -1,24 +1,26 @@
 //! Serde forms for fixed-size byte values: hashes as lower-case hex (as in
 //! the rest of Accord's JSON), signatures as standard base64 (as agreement
 //! signatures are). Decoding checks the length, so a value of the wrong size
-//! is refused when it is read, not later when it is used.
+//! is refused when it is read, not later when it is used. [`hex32`] is
+//! public for the other wire forms that carry hashes (the gateway's
+//! receipts).
 
-pub(crate) mod hex32 {
+pub mod hex32 {
     use serde::de::Visitor;
     use serde::{Deserializer, Serializer};
 
-    pub(crate) fn serialize<S: Serializer>(bytes: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer>(bytes: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
         let mut buf = [0u8; 64];
         hex::encode_to_slice(bytes, &mut buf).map_err(serde::ser::Error::custom)?;
         s.serialize_str(std::str::from_utf8(&buf).map_err(serde::ser::Error::custom)?)
     }
 
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
         d.deserialize_str(Hex32)
     }
 
     /// Decodes in place: no string is allocated for the hex text.
-    pub(crate) struct Hex32;
+    struct Hex32;
 
     impl Visitor<'_> for Hex32 {
         type Value = [u8; 32];

@@ -71,6 +71,9 @@ pub const AFTER_BODY: &str = "after-body";
 /// hash per level of the provider's tree, so a few kilobytes at most.
 pub const MAX_TAIL: usize = 64 * 1024;
 
+/// The most of a provider's reason that is passed on.
+const MAX_ERROR_CHARS: usize = 300;
+
 /// What follows the body of an answer sent with [`X_ACCORD_PROOF`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Tail {
@@ -109,7 +112,14 @@ impl Tail {
                 .map_err(|_| "the X-Accord-Receipt-Proof after the body is not a header value")?;
             Ok(Tail::Proof(value))
         } else if name.eq_ignore_ascii_case(X_ACCORD_RECEIPT_ERROR.as_str()) {
-            Ok(Tail::Error(value.to_owned()))
+            // It ends up in the client's error message: one line of at most
+            // a few hundred characters, as a header value would be.
+            if HeaderValue::from_str(value).is_err() {
+                return Err(
+                    "the X-Accord-Receipt-Error after the body is not a header value".into(),
+                );
+            }
+            Ok(Tail::Error(value.chars().take(MAX_ERROR_CHARS).collect()))
         } else {
             Err(format!(
                 "what follows the answer's body is {name:?}, not the receipt's proof"
@@ -134,34 +144,8 @@ struct ProofWire {
 
 /// A hash of the proof, written and read as 64 hex digits without a string
 /// of its own (a proof has one per level of the tree).
-struct HexHash(Hash);
-
-impl Serialize for HexHash {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut buf = [0u8; 64];
-        hex::encode_to_slice(self.0, &mut buf).map_err(serde::ser::Error::custom)?;
-        s.serialize_str(std::str::from_utf8(&buf).map_err(serde::ser::Error::custom)?)
-    }
-}
-
-impl<'de> Deserialize<'de> for HexHash {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<HexHash, D::Error> {
-        struct Visit;
-        impl serde::de::Visitor<'_> for Visit {
-            type Value = HexHash;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a hash as 64 hex digits")
-            }
-            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<HexHash, E> {
-                let mut out = [0u8; 32];
-                hex::decode_to_slice(text.as_bytes(), &mut out)
-                    .map_err(|_| E::custom("X-Accord-Receipt-Proof holds a malformed hash"))?;
-                Ok(HexHash(out))
-            }
-        }
-        d.deserialize_str(Visit)
-    }
-}
+#[derive(Serialize, Deserialize)]
+struct HexHash(#[serde(with = "accord_audit::serde_bytes::hex32")] Hash);
 
 /// Adds the receipt headers for `entry_bytes` (the canonical bytes that
 /// were appended) and its `receipt`.
@@ -601,6 +585,35 @@ mod tests {
     }
 
     #[test]
+    fn a_malformed_hash_in_a_proof_says_so() {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let mut headers = headers(&key);
+        let proof = URL_SAFE_NO_PAD
+            .decode(headers[X_ACCORD_RECEIPT_PROOF].as_bytes())
+            .unwrap();
+        let mut wire: serde_json::Value = serde_json::from_slice(&proof).unwrap();
+        wire["proof"][0] = "zz".into();
+        headers.insert(
+            X_ACCORD_RECEIPT_PROOF,
+            HeaderValue::from_str(&URL_SAFE_NO_PAD.encode(serde_json::to_vec(&wire).unwrap()))
+                .unwrap(),
+        );
+        let (a, b) = ("aa".repeat(32), "bb".repeat(32));
+        let error = verify(
+            &headers,
+            &expected(&a, &b),
+            &key.verifying_key(),
+            &CheckpointCache::default(),
+        )
+        .unwrap_err();
+        assert!(
+            error.contains("X-Accord-Receipt-Proof is malformed")
+                && error.contains("64 hex digits"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn what_follows_the_body_is_a_proof_or_the_reason_there_is_none() {
         let key = SigningKey::from_bytes(&[7; 32]);
         let proof = headers(&key)[X_ACCORD_RECEIPT_PROOF].clone();
@@ -612,6 +625,12 @@ mod tests {
         }
         let wire = Tail::Proof(proof).encode();
         assert!(wire.starts_with(b"x-accord-receipt-proof: "));
+        // A provider's reason is passed on, but not at any length.
+        let long = Tail::Error("x".repeat(10_000)).encode();
+        match Tail::parse(&long).unwrap() {
+            Tail::Error(why) => assert_eq!(why.len(), MAX_ERROR_CHARS),
+            other => panic!("{other:?}"),
+        }
 
         for (tail, says) in [
             (&b""[..], "ended without its proof"),
@@ -619,6 +638,7 @@ mod tests {
             (b"x-accord-receipt-proof", "not a `name: value` line"),
             (b"x-other: 1", "\"x-other\""),
             (b"x-accord-receipt-proof: a\nb", "not a header value"),
+            (b"x-accord-receipt-error: a\nb", "not a header value"),
         ] {
             let error = Tail::parse(tail).unwrap_err();
             assert!(error.contains(says), "{says:?} not in {error:?}");
