@@ -107,23 +107,21 @@ impl Tail {
         let (name, value) = text
             .split_once(": ")
             .ok_or("what follows the answer's body is not a `name: value` line")?;
-        if name.eq_ignore_ascii_case(X_ACCORD_RECEIPT_PROOF.as_str()) {
-            let value = HeaderValue::from_str(value)
-                .map_err(|_| "the X-Accord-Receipt-Proof after the body is not a header value")?;
-            Ok(Tail::Proof(value))
-        } else if name.eq_ignore_ascii_case(X_ACCORD_RECEIPT_ERROR.as_str()) {
-            // It ends up in the client's error message: one line of at most
-            // a few hundred characters, as a header value would be.
-            if HeaderValue::from_str(value).is_err() {
-                return Err(
-                    "the X-Accord-Receipt-Error after the body is not a header value".into(),
-                );
-            }
-            Ok(Tail::Error(value.chars().take(MAX_ERROR_CHARS).collect()))
-        } else {
-            Err(format!(
+        let error = name.eq_ignore_ascii_case(X_ACCORD_RECEIPT_ERROR.as_str());
+        if !error && !name.eq_ignore_ascii_case(X_ACCORD_RECEIPT_PROOF.as_str()) {
+            return Err(format!(
                 "what follows the answer's body is {name:?}, not the receipt's proof"
-            ))
+            ));
+        }
+        // Either value is passed on (the proof as a header, the reason in
+        // the client's error message): one line, as a header value is.
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| format!("the {name} after the body is not a header value"))?;
+        if error {
+            let why = value.to_str().unwrap_or_default();
+            Ok(Tail::Error(why.chars().take(MAX_ERROR_CHARS).collect()))
+        } else {
+            Ok(Tail::Proof(value))
         }
     }
 }
