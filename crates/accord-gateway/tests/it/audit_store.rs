@@ -3,7 +3,8 @@
 //! continues the same tree; a crash mid-load loses no answered entry and
 //! leaves a log that verifies; a failed commit fails its exchanges and the
 //! log recovers; tampering with the database is found where it happened;
-//! on SQLite, commits reach the database file by background checkpoints.
+//! on SQLite, commits reach the database file by background checkpoints
+//! and a steadily written log reuses its write-ahead log.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -80,6 +81,52 @@ async fn sqlite_commits_reach_the_database_file_in_the_background() {
         );
     }
     log.close().await;
+}
+
+/// SQLite: under steady load the write-ahead log is written from its start
+/// again after each background checkpoint instead of growing for as long as
+/// the load lasts (an fsync that extends a file writes its size and blocks
+/// too, and costs about twice one that overwrites).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_steadily_written_log_reuses_its_write_ahead_log() {
+    let db = TestDb::new(Engine::Sqlite).await.unwrap();
+    let wal = format!("{}-wal", db.url.trim_start_matches("sqlite://"));
+    let log = AuditLog::open(settings(&db, 16), key()).await.unwrap();
+    // The WAL header's checkpoint sequence number (bytes 12..16, big
+    // endian) counts the times SQLite started the WAL again from its start.
+    let restarts = || {
+        let header = std::fs::read(&wal).unwrap();
+        u32::from_be_bytes(header[12..16].try_into().unwrap())
+    };
+    log.append(&entry(0)).await.unwrap();
+    let first = restarts();
+    // Appenders that never pause, so that commits follow each other through
+    // several background checkpoint intervals (one second each).
+    let until = Instant::now() + Duration::from_millis(4500);
+    let handles: Vec<_> = (1..=8u64)
+        .map(|t| {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut n = t * 1_000_000;
+                while Instant::now() < until && n < (t + 1) * 1_000_000 {
+                    log.append(&entry(n)).await.unwrap();
+                    n += 1;
+                }
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.await.unwrap();
+    }
+    let commits = log.commit_stats().commits;
+    let restarted = restarts() - first;
+    log.close().await;
+    assert!(commits > 50, "only {commits} commits in 4.5 s");
+    assert!(
+        restarted >= 2,
+        "the write-ahead log was started again {restarted} times in 4.5 s of steady \
+         commits ({commits}): it kept growing instead"
+    );
 }
 
 /// SQLite: the committer writes through a connection of its own to the
