@@ -12,7 +12,14 @@
 //!   what an exchange without Accord looks like;
 //! - **(c) Accord gateways**: client → consumer gateway → mutual TLS →
 //!   provider gateway → backend, with the X-Road REST protocol, an agreement
-//!   deciding every call and both audit logs committed before the answer.
+//!   deciding every call and both audit logs committed before the answer;
+//! - **(d) bare relays**: client → relay A → mutual TLS → relay B →
+//!   backend, two `accord bench relay` processes built of the gateways'
+//!   own stack (tokio, hyper, rustls; one worker thread each, bodies read
+//!   whole, one upstream connection per client connection) that do none of
+//!   Accord's work: what that stack alone costs here, so that a run shows
+//!   how much of the distance from (c) to (b) is Accord's and how much the
+//!   stack's (see `bench_relay`).
 //!
 //! Why it is built this way:
 //!
@@ -113,12 +120,12 @@ pub struct BenchExchangeArgs {
     /// Request (and response) body sizes, e.g. 1024,64k,1MiB.
     #[arg(long, value_delimiter = ',', default_value = "1KiB,64KiB", value_parser = parse_size)]
     pub sizes: Vec<usize>,
-    /// Paths to measure: direct (a), nginx (b), accord (c).
+    /// Paths to measure: direct (a), nginx (b), accord (c), relay (d).
     #[arg(
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "direct,nginx,accord"
+        default_value = "direct,nginx,accord,relay"
     )]
     pub paths: Vec<ExchangePath>,
     /// The nginx binary (default: /usr/sbin/nginx, else nginx on PATH).
@@ -147,13 +154,16 @@ pub enum ExchangePath {
     Nginx,
     /// (c) client → Accord gateway → mTLS → Accord gateway → backend.
     Accord,
+    /// (d) client → bare relay → mTLS → bare relay → backend.
+    Relay,
 }
 
 impl ExchangePath {
-    const ALL: [ExchangePath; 3] = [
+    const ALL: [ExchangePath; 4] = [
         ExchangePath::Direct,
         ExchangePath::Nginx,
         ExchangePath::Accord,
+        ExchangePath::Relay,
     ];
 
     fn label(self) -> &'static str {
@@ -161,6 +171,7 @@ impl ExchangePath {
             ExchangePath::Direct => "(a) direct",
             ExchangePath::Nginx => "(b) nginx + mTLS",
             ExchangePath::Accord => "(c) Accord gateways",
+            ExchangePath::Relay => "(d) bare relays",
         }
     }
 }
@@ -190,7 +201,7 @@ const SERVICE: &str = "BENCH/GOV/2000/app/echo";
 const PURPOSE: &str = "exchange-benchmark";
 const GATEWAY_NAME: &str = "gw1";
 /// The TLS name of nginx B in the throwaway PKI.
-const NGINX_B_NAME: &str = "nginx-b.accord-bench.test";
+pub(crate) const NGINX_B_NAME: &str = "nginx-b.accord-bench.test";
 
 /// Runs `accord bench exchange`.
 pub async fn run(args: BenchExchangeArgs, json: bool) -> anyhow::Result<()> {
@@ -250,6 +261,11 @@ async fn bench(args: &BenchExchangeArgs, dir: &Path) -> anyhow::Result<Report> {
     };
     let accord_bin = if paths.contains(&ExchangePath::Accord) {
         Some(check_gateway_command().await?)
+    } else {
+        None
+    };
+    let relay_bin = if paths.contains(&ExchangePath::Relay) {
+        Some(std::env::current_exe().context("finding this accord executable")?)
     } else {
         None
     };
@@ -322,6 +338,25 @@ async fn bench(args: &BenchExchangeArgs, dir: &Path) -> anyhow::Result<Report> {
         None => None,
     };
 
+    let relay = match &relay_bin {
+        Some(bin) => {
+            let pair = RelayPair::start(
+                bin,
+                &dir.join("relay"),
+                backend.addr,
+                max_size,
+                args.gateway_threads,
+            )
+            .await?;
+            targets.insert(
+                ExchangePath::Relay,
+                Arc::new(Target::new(pair.front_addr, "/echo", &[])?),
+            );
+            Some(pair)
+        }
+        None => None,
+    };
+
     // Every path must answer correctly once before anything is timed.
     for &path in &paths {
         let target = targets
@@ -337,6 +372,7 @@ async fn bench(args: &BenchExchangeArgs, dir: &Path) -> anyhow::Result<Report> {
                     ExchangePath::Accord => {
                         accord.as_ref().map(AccordPair::logs).unwrap_or_default()
                     }
+                    ExchangePath::Relay => relay.as_ref().map(RelayPair::logs).unwrap_or_default(),
                 };
                 anyhow!("{} does not answer correctly: {e}{logs}", path.label())
             })?;
@@ -354,6 +390,10 @@ async fn bench(args: &BenchExchangeArgs, dir: &Path) -> anyhow::Result<Report> {
             ExchangePath::Accord => accord
                 .as_ref()
                 .map(|a| vec![a.consumer.pid, a.provider.pid])
+                .unwrap_or_default(),
+            ExchangePath::Relay => relay
+                .as_ref()
+                .map(|r| vec![r.front.pid, r.back.pid])
                 .unwrap_or_default(),
         }
     };
@@ -427,7 +467,21 @@ async fn bench(args: &BenchExchangeArgs, dir: &Path) -> anyhow::Result<Report> {
         )?);
     }
 
+    if let Some(pair) = &relay {
+        memory.push(MemoryResult::read(
+            ExchangePath::Relay,
+            "relay A (front: plain HTTP in, mTLS out)",
+            pair.front.pid,
+        )?);
+        memory.push(MemoryResult::read(
+            ExchangePath::Relay,
+            "relay B (back: mTLS in, plain HTTP out)",
+            pair.back.pid,
+        )?);
+    }
+
     // Stop the children now, in order, rather than at the end of scope.
+    drop(relay);
     drop(accord);
     drop(nginx);
     drop(backend);
@@ -884,14 +938,14 @@ async fn measure(
 // The backend
 
 /// An echo server on its own thread and single-threaded runtime.
-struct Backend {
-    addr: SocketAddr,
+pub(crate) struct Backend {
+    pub(crate) addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Backend {
-    fn start() -> anyhow::Result<Backend> {
+    pub(crate) fn start() -> anyhow::Result<Backend> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -1407,18 +1461,18 @@ fn nginx_config(site: &NginxSite) -> String {
     )
 }
 
-/// The throwaway PKI of the nginx pair.
-struct NginxPki {
-    ca: PathBuf,
-    a_cert: PathBuf,
-    a_key: PathBuf,
-    b_cert: PathBuf,
-    b_key: PathBuf,
+/// The throwaway PKI of the nginx pair (and of the relays).
+pub(crate) struct NginxPki {
+    pub(crate) ca: PathBuf,
+    pub(crate) a_cert: PathBuf,
+    pub(crate) a_key: PathBuf,
+    pub(crate) b_cert: PathBuf,
+    pub(crate) b_key: PathBuf,
 }
 
 /// A CA, a client certificate for nginx A and a server certificate for
 /// nginx B, in `dir` (keys 0600).
-fn write_nginx_pki(dir: &Path) -> anyhow::Result<NginxPki> {
+pub(crate) fn write_nginx_pki(dir: &Path) -> anyhow::Result<NginxPki> {
     use rcgen::{
         BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
         KeyUsagePurpose, SanType,
@@ -1572,6 +1626,96 @@ async fn start_nginx(bin: &Path, name: &str, site: &NginxSite) -> anyhow::Result
     )
     .await?;
     Ok(child)
+}
+
+// ---------------------------------------------------------------------------
+// (d) bare relays
+
+/// Relay A and B (`accord bench relay`), running, with the throwaway PKI of
+/// nginx's path (relay A holds the client certificate, relay B the server
+/// certificate).
+struct RelayPair {
+    front_addr: SocketAddr,
+    // Dropped (stopped) front first.
+    front: ChildGroup,
+    back: ChildGroup,
+    dir: PathBuf,
+}
+
+impl RelayPair {
+    async fn start(
+        bin: &Path,
+        dir: &Path,
+        backend: SocketAddr,
+        max_body: usize,
+        threads: usize,
+    ) -> anyhow::Result<RelayPair> {
+        let pki = write_nginx_pki(&dir.join("pki"))?;
+        let back_addr = loopback(free_port()?);
+        let front_addr = loopback(free_port()?);
+        // B first: A connects to it for each client connection.
+        let mut started = Vec::new();
+        for (name, role, listen, upstream, cert, key) in [
+            (
+                "relay B",
+                "back",
+                back_addr,
+                backend,
+                &pki.b_cert,
+                &pki.b_key,
+            ),
+            (
+                "relay A",
+                "front",
+                front_addr,
+                back_addr,
+                &pki.a_cert,
+                &pki.a_key,
+            ),
+        ] {
+            let mut command = Command::new(bin);
+            command
+                .args(["bench", "relay", "--role", role])
+                .arg("--listen")
+                .arg(listen.to_string())
+                .arg("--upstream")
+                .arg(upstream.to_string())
+                .arg("--ca")
+                .arg(&pki.ca)
+                .arg("--cert")
+                .arg(cert)
+                .arg("--key")
+                .arg(key)
+                .arg("--server-name")
+                .arg(NGINX_B_NAME)
+                .arg("--threads")
+                .arg(threads.to_string())
+                .arg("--max-body")
+                .arg(max_body.max(1).to_string())
+                .env("ACCORD_LOG", "warn");
+            let log = dir.join(format!("{role}.log"));
+            let mut child = ChildGroup::spawn(name, command, &log)?;
+            wait_listening(&mut child, listen, Duration::from_secs(10), &[&log]).await?;
+            started.push(child);
+        }
+        let (Some(front), Some(back)) = (started.pop(), started.pop()) else {
+            bail!("the relays did not start");
+        };
+        Ok(RelayPair {
+            front_addr,
+            front,
+            back,
+            dir: dir.to_owned(),
+        })
+    }
+
+    /// The ends of both relays' logs, for error messages.
+    fn logs(&self) -> String {
+        ["front.log", "back.log"]
+            .iter()
+            .map(|f| log_tail(&self.dir.join(f), 10))
+            .collect()
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -49,6 +49,7 @@ impl Cli {
     pub fn worker_threads(&self) -> Option<usize> {
         match &self.command {
             Command::Gateway(GatewayCommand::Serve { threads, .. }) => threads.map(|n| n.max(1)),
+            Command::Bench(BenchCommand::Relay(args)) => Some(args.threads.max(1)),
             _ => None,
         }
     }
@@ -568,6 +569,9 @@ pub enum BenchCommand {
     Catalogue(BenchCatalogueArgs),
     /// Compare an exchange direct, through nginx with mutual TLS, and through two Accord gateways.
     Exchange(crate::bench_exchange::BenchExchangeArgs),
+    /// A bare hyper + rustls relay, started by `bench exchange` for its path (d).
+    #[command(hide = true)]
+    Relay(crate::bench_relay::RelayArgs),
 }
 
 #[derive(Debug, Args)]

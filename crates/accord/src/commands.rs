@@ -52,6 +52,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token(cmd) => token_cmd(&client()?, cmd, json).await,
         Command::Demo(args) => crate::demo::run(args).await,
         Command::Bench(BenchCommand::Catalogue(args)) => crate::bench::catalogue(args).await,
+        Command::Bench(BenchCommand::Relay(args)) => crate::bench_relay::run(args).await,
         Command::Bench(BenchCommand::Exchange(args)) => {
             crate::bench_exchange::run(args, json).await
         }

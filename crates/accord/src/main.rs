@@ -11,6 +11,7 @@ mod agreement;
 mod audit;
 mod bench;
 mod bench_exchange;
+mod bench_relay;
 mod cli;
 mod client;
 mod commands;
