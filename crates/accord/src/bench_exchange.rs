@@ -134,9 +134,10 @@ pub struct BenchExchangeArgs {
     /// Log filter of the gateway processes (ACCORD_LOG); warn matches nginx's access_log off.
     #[arg(long, default_value = "warn")]
     pub gateway_log: String,
-    /// Worker threads of each gateway (`accord gateway serve --threads`).
-    /// Both gateways, the load generator, the backend and the registry
-    /// share this machine's cores; nginx runs two workers per instance.
+    /// Worker threads of each gateway (`accord gateway serve --threads`)
+    /// and of each bare relay of path (d). Both gateways, the load
+    /// generator, the backend and the registry share this machine's cores;
+    /// nginx runs two workers per instance.
     #[arg(long, default_value_t = 1)]
     pub gateway_threads: usize,
     /// Seconds to wait for the gateways to say they are ready.
