@@ -11,6 +11,7 @@ mod support;
 mod agreements;
 mod api;
 mod audit;
+mod bench;
 mod cli;
 mod demo;
 mod gateway;
