@@ -649,8 +649,8 @@ const LOADED_WAIT_TASK: Duration = Duration::from_micros(500);
 /// A group commit of at least this many entries means the committer is
 /// busy (see [`fill_wait`]). Measured with `accord bench
 /// exchange` on the development VM: with one connection every batch is one
-/// entry; at saturation (64 connections) batches were 7 to 8 entries with
-/// the 1 ms wait and 10 to 11 with 2 ms, and the committer's CPU per
+/// entry; at saturation (64 connections) batches were 7 to 9 entries with
+/// the 1 ms wait and 9 to 11 with 2 ms, and the committer's CPU per
 /// exchange fell accordingly.
 const BUSY_BATCH: usize = 4;
 
@@ -1086,8 +1086,6 @@ impl Committer {
     }
 }
 
-/// Adds a message to the batch being gathered; `Close` stops new appends
-/// (those already queued are still taken).
 /// How long to hold a batch open for more company, after a group commit
 /// of `last_batch` entries: under load (the last commit carried several
 /// entries) fewer, larger commits cost far less CPU and disk than many
@@ -1105,6 +1103,8 @@ fn fill_wait(last_batch: usize, max_wait: Duration, loaded: Duration) -> Duratio
     max_wait.max(wait)
 }
 
+/// Adds a message to the batch being gathered; `Close` stops new appends
+/// (those already queued are still taken).
 fn take(
     message: Message,
     batch: &mut Vec<Pending>,
