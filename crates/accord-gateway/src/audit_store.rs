@@ -792,7 +792,7 @@ impl Committer {
         while let Some(first) = incoming.recv().await {
             take(first, &mut batch, &mut incoming, &mut closing);
             take_queued(&mut incoming, &mut batch, self.max_batch, &mut closing);
-            let wait = self.fill_wait(LOADED_WAIT_TASK);
+            let wait = fill_wait(self.last_batch, self.max_wait, LOADED_WAIT_TASK);
             if !wait.is_zero() && !closing && !batch.is_empty() {
                 let deadline = tokio::time::Instant::now() + wait;
                 while batch.len() < self.max_batch && !closing {
@@ -823,7 +823,7 @@ impl Committer {
         while let Some(first) = incoming.blocking_recv() {
             take(first, &mut batch, &mut incoming, &mut closing);
             take_queued(&mut incoming, &mut batch, self.max_batch, &mut closing);
-            let wait = self.fill_wait(LOADED_WAIT_THREAD);
+            let wait = fill_wait(self.last_batch, self.max_wait, LOADED_WAIT_THREAD);
             if !wait.is_zero() && !closing && batch.len() < self.max_batch {
                 // Sleep through the wait and then take what came, rather
                 // than wake for every entry as it arrives: each wake-up is
@@ -845,11 +845,6 @@ impl Committer {
             }
         }
         tracing::debug!(log_id = %self.log_id, size = self.range.size(), "audit log committer stopped");
-    }
-
-    /// How long to hold the next batch open (see [`fill_wait`]).
-    fn fill_wait(&self, loaded: Duration) -> Duration {
-        fill_wait(self.last_batch, self.max_wait, loaded)
     }
 
     /// SQLite: copies the WAL back into the database file in the background,

@@ -88,6 +88,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::{oneshot, Barrier};
 use tokio::task::JoinSet;
 
+use crate::bench_relay::RelayRole;
 use crate::demo::gateways::free_port;
 use accord_domain::agreement::AgreementTerms;
 use accord_domain::{MemberId, Role};
@@ -1654,54 +1655,21 @@ impl RelayPair {
         let pki = write_nginx_pki(&dir.join("pki"))?;
         let back_addr = loopback(free_port()?);
         let front_addr = loopback(free_port()?);
-        // B first: A connects to it for each client connection.
-        let mut started = Vec::new();
-        for (name, role, listen, upstream, cert, key) in [
-            (
-                "relay B",
-                "back",
-                back_addr,
-                backend,
-                &pki.b_cert,
-                &pki.b_key,
-            ),
-            (
-                "relay A",
-                "front",
-                front_addr,
-                back_addr,
-                &pki.a_cert,
-                &pki.a_key,
-            ),
-        ] {
-            let mut command = Command::new(bin);
-            command
-                .args(["bench", "relay", "--role", role])
-                .arg("--listen")
-                .arg(listen.to_string())
-                .arg("--upstream")
-                .arg(upstream.to_string())
-                .arg("--ca")
-                .arg(&pki.ca)
-                .arg("--cert")
-                .arg(cert)
-                .arg("--key")
-                .arg(key)
-                .arg("--server-name")
-                .arg(NGINX_B_NAME)
-                .arg("--threads")
-                .arg(threads.to_string())
-                .arg("--max-body")
-                .arg(max_body.max(1).to_string())
-                .env("ACCORD_LOG", "warn");
-            let log = dir.join(format!("{role}.log"));
-            let mut child = ChildGroup::spawn(name, command, &log)?;
-            wait_listening(&mut child, listen, Duration::from_secs(10), &[&log]).await?;
-            started.push(child);
-        }
-        let (Some(front), Some(back)) = (started.pop(), started.pop()) else {
-            bail!("the relays did not start");
+        let relay = |role, listen, upstream| RelayProcess {
+            bin,
+            dir,
+            pki: &pki,
+            role,
+            listen,
+            upstream,
+            threads,
+            max_body,
         };
+        // B first: A connects to it for each client connection.
+        let back = relay(RelayRole::Back, back_addr, backend).start().await?;
+        let front = relay(RelayRole::Front, front_addr, back_addr)
+            .start()
+            .await?;
         Ok(RelayPair {
             front_addr,
             front,
@@ -1716,6 +1684,54 @@ impl RelayPair {
             .iter()
             .map(|f| log_tail(&self.dir.join(f), 10))
             .collect()
+    }
+}
+
+/// One `accord bench relay` process to start: relay A (front, with the
+/// client certificate) or relay B (back, with the server certificate).
+struct RelayProcess<'a> {
+    bin: &'a Path,
+    dir: &'a Path,
+    pki: &'a NginxPki,
+    role: RelayRole,
+    listen: SocketAddr,
+    upstream: SocketAddr,
+    threads: usize,
+    max_body: usize,
+}
+
+impl RelayProcess<'_> {
+    /// Starts it and waits until it listens; its output goes to
+    /// `ROLE.log` in the relays' directory.
+    async fn start(self) -> anyhow::Result<ChildGroup> {
+        let (name, role, cert, key) = match self.role {
+            RelayRole::Front => ("relay A", "front", &self.pki.a_cert, &self.pki.a_key),
+            RelayRole::Back => ("relay B", "back", &self.pki.b_cert, &self.pki.b_key),
+        };
+        let mut command = Command::new(self.bin);
+        command
+            .args(["bench", "relay", "--role", role])
+            .arg("--listen")
+            .arg(self.listen.to_string())
+            .arg("--upstream")
+            .arg(self.upstream.to_string())
+            .arg("--ca")
+            .arg(&self.pki.ca)
+            .arg("--cert")
+            .arg(cert)
+            .arg("--key")
+            .arg(key)
+            .arg("--server-name")
+            .arg(NGINX_B_NAME)
+            .arg("--threads")
+            .arg(self.threads.to_string())
+            .arg("--max-body")
+            .arg(self.max_body.max(1).to_string())
+            .env("ACCORD_LOG", "warn");
+        let log = self.dir.join(format!("{role}.log"));
+        let mut child = ChildGroup::spawn(name, command, &log)?;
+        wait_listening(&mut child, self.listen, Duration::from_secs(10), &[&log]).await?;
+        Ok(child)
     }
 }
 

@@ -67,8 +67,9 @@ pub struct RelayArgs {
     /// Its private key (PEM).
     #[arg(long)]
     pub key: PathBuf,
-    /// The name in the back relay's certificate (front only).
-    #[arg(long, default_value = "relay-b.accord-bench.test")]
+    /// The name in the back relay's certificate (front only; by default
+    /// the one `bench exchange`'s throwaway PKI issues).
+    #[arg(long, default_value = crate::bench_exchange::NGINX_B_NAME)]
     pub server_name: String,
     /// Worker threads (the gateways in the benchmark run with one).
     #[arg(long, default_value_t = 1)]
@@ -80,13 +81,17 @@ pub struct RelayArgs {
 
 /// What every connection of one relay needs.
 pub struct Relay {
-    role: RelayRole,
+    tls: Side,
     upstream: SocketAddr,
     max_body: usize,
-    /// Front: how to reach the back relay.
-    connector: Option<(TlsConnector, ServerName<'static>)>,
-    /// Back: how to accept the front relay.
-    acceptor: Option<TlsAcceptor>,
+}
+
+/// A relay's TLS side, by role.
+enum Side {
+    /// How the front relay reaches the back relay.
+    Front(TlsConnector, ServerName<'static>),
+    /// How the back relay accepts the front relay.
+    Back(TlsAcceptor),
 }
 
 impl Relay {
@@ -102,7 +107,7 @@ impl Relay {
         let certs = read_certs(&args.cert)?;
         let key = PrivateKeyDer::from_pem_file(&args.key)
             .with_context(|| format!("reading the private key {}", args.key.display()))?;
-        let (connector, acceptor) = match args.role {
+        let tls = match args.role {
             RelayRole::Front => {
                 let config = rustls::ClientConfig::builder_with_provider(provider)
                     .with_protocol_versions(&[&rustls::version::TLS13])?
@@ -111,7 +116,7 @@ impl Relay {
                     .context("the front relay's client certificate")?;
                 let name = ServerName::try_from(args.server_name.clone())
                     .with_context(|| format!("{:?} is not a server name", args.server_name))?;
-                (Some((TlsConnector::from(Arc::new(config)), name)), None)
+                Side::Front(TlsConnector::from(Arc::new(config)), name)
             }
             RelayRole::Back => {
                 let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
@@ -125,15 +130,13 @@ impl Relay {
                     .with_client_cert_verifier(verifier)
                     .with_single_cert(certs, key)
                     .context("the back relay's certificate")?;
-                (None, Some(TlsAcceptor::from(Arc::new(config))))
+                Side::Back(TlsAcceptor::from(Arc::new(config)))
             }
         };
         Ok(Relay {
-            role: args.role,
+            tls,
             upstream: args.upstream,
             max_body: args.max_body,
-            connector,
-            acceptor,
         })
     }
 
@@ -164,8 +167,8 @@ impl Relay {
             .await
             .with_context(|| format!("connecting to {}", self.upstream))?;
         let _ = upstream.set_nodelay(true);
-        match (self.role, &self.connector, &self.acceptor) {
-            (RelayRole::Front, Some((connector, name)), _) => {
+        match &self.tls {
+            Side::Front(connector, name) => {
                 let upstream = connector
                     .connect(name.clone(), upstream)
                     .await
@@ -173,7 +176,7 @@ impl Relay {
                 let sender = handshake(upstream).await?;
                 self.relay(stream, sender).await
             }
-            (RelayRole::Back, _, Some(acceptor)) => {
+            Side::Back(acceptor) => {
                 let incoming = acceptor
                     .accept(stream)
                     .await
@@ -181,7 +184,6 @@ impl Relay {
                 let sender = handshake(upstream).await?;
                 self.relay(incoming, sender).await
             }
-            _ => anyhow::bail!("the relay's TLS side does not match its role"),
         }
     }
 
@@ -243,7 +245,8 @@ async fn try_forward(
 ) -> anyhow::Result<Response<Full<Bytes>>> {
     let (parts, body) = req.into_parts();
     let body = whole(body, max_body, "the request body").await?;
-    let request = Request::from_parts(hop_by_hop_removed(parts), Full::new(body));
+    let mut request = Request::from_parts(parts, Full::new(body));
+    remove_hop_by_hop(request.headers_mut());
     // One request at a time on the connection (HTTP/1.1): the answer's
     // body is read before the next request may be sent.
     let mut sender = sender.lock().await;
@@ -255,10 +258,9 @@ async fn try_forward(
     let (parts, body) = response.into_parts();
     let body = whole(body, max_body, "the answer's body").await?;
     drop(sender);
-    Ok(Response::from_parts(
-        hop_by_hop_removed(parts),
-        Full::new(body),
-    ))
+    let mut response = Response::from_parts(parts, Full::new(body));
+    remove_hop_by_hop(response.headers_mut());
+    Ok(response)
 }
 
 /// A body read to its end, at most `max` bytes of it.
@@ -270,28 +272,10 @@ async fn whole(body: Incoming, max: usize, what: &str) -> anyhow::Result<Bytes> 
         .to_bytes())
 }
 
-/// The parts of a message without the headers that concern one hop only.
-fn hop_by_hop_removed<P: HasHeaders>(mut parts: P) -> P {
+/// Removes the headers that concern one hop only.
+fn remove_hop_by_hop(headers: &mut hyper::HeaderMap) {
     for name in [CONNECTION, TRANSFER_ENCODING] {
-        parts.headers_mut().remove(name);
-    }
-    parts
-}
-
-/// The head of a request or of a response.
-trait HasHeaders {
-    fn headers_mut(&mut self) -> &mut hyper::HeaderMap;
-}
-
-impl HasHeaders for hyper::http::request::Parts {
-    fn headers_mut(&mut self) -> &mut hyper::HeaderMap {
-        &mut self.headers
-    }
-}
-
-impl HasHeaders for hyper::http::response::Parts {
-    fn headers_mut(&mut self) -> &mut hyper::HeaderMap {
-        &mut self.headers
+        headers.remove(name);
     }
 }
 
@@ -347,6 +331,16 @@ mod tests {
         addr
     }
 
+    /// A throwaway PKI, the benchmark's backend and a back relay in front of
+    /// it (the directory and the backend live as long as the values).
+    async fn back_relay() -> (tempfile::TempDir, NginxPki, Backend, SocketAddr) {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = write_nginx_pki(dir.path()).unwrap();
+        let backend = Backend::start().unwrap();
+        let back = start(args(RelayRole::Back, backend.addr, &pki)).await;
+        (dir, pki, backend, back)
+    }
+
     async fn post(addr: SocketAddr, body: Vec<u8>) -> (StatusCode, Bytes) {
         let stream = TcpStream::connect(addr).await.unwrap();
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
@@ -368,10 +362,7 @@ mod tests {
     /// pair; a request over the relay's body limit gets a 502 that says so.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_exchange_crosses_both_relays_over_mutual_tls() {
-        let dir = tempfile::tempdir().unwrap();
-        let pki = write_nginx_pki(dir.path()).unwrap();
-        let backend = Backend::start().unwrap();
-        let back = start(args(RelayRole::Back, backend.addr, &pki)).await;
+        let (_dir, pki, _backend, back) = back_relay().await;
         let front = start(args(RelayRole::Front, back, &pki)).await;
         for size in [0, 1, 1024, 64 * 1024] {
             let (status, body) = post(front, vec![b'x'; size]).await;
@@ -389,10 +380,7 @@ mod tests {
     /// nginx B does: a TLS client without one gets no answer.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_back_relay_refuses_a_client_without_a_certificate() {
-        let dir = tempfile::tempdir().unwrap();
-        let pki = write_nginx_pki(dir.path()).unwrap();
-        let backend = Backend::start().unwrap();
-        let back = start(args(RelayRole::Back, backend.addr, &pki)).await;
+        let (_dir, pki, _backend, back) = back_relay().await;
 
         let mut roots = rustls::RootCertStore::empty();
         for ca in read_certs(&pki.ca).unwrap() {
@@ -411,8 +399,10 @@ mod tests {
         // refusal comes as an alert instead of an answer.
         let answer = async {
             let mut tls = connector.connect(name, tcp).await?;
-            tls.write_all(b"GET /echo HTTP/1.1\r\nhost: b\r\ncontent-length: 0\r\n\r\n")
-                .await?;
+            tls.write_all(
+                b"GET /echo HTTP/1.1\r\nhost: b\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+            )
+            .await?;
             let mut buf = Vec::new();
             tls.read_to_end(&mut buf).await?;
             Ok::<_, std::io::Error>(buf)
