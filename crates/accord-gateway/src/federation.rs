@@ -15,10 +15,17 @@
 //! signature does not hold) stays named in the gateway's refusals and
 //! health until a configuration is installed: the fetch errors that follow
 //! while the registry is away must not hide it from the operator.
+//!
+//! What a configuration puts in force beyond decisions (the TLS trust: CA,
+//! registered gateways, revocations) is installed by a hook
+//! ([`ConfigSource::on_install`]) *before* the configuration is published:
+//! once [`ConfigSource::current`] or the health endpoint shows a
+//! configuration, every check made under it is in force. A revocation the
+//! health endpoint reports is never still accepted on the next request.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use accord_domain::agreement::index::{Index, IndexedAgreement};
@@ -180,12 +187,28 @@ struct Status {
     cache_refused: Option<String>,
 }
 
+/// What must be put in force with each configuration, before it is
+/// published (see the module docs).
+pub type InstallHook = Box<dyn Fn(&Federation) + Send + Sync>;
+
 /// The gateway's source of federation configuration.
-#[derive(Debug)]
 pub struct ConfigSource {
     settings: SourceSettings,
     current: watch::Sender<Option<Arc<Federation>>>,
     status: Mutex<Status>,
+    /// Held while a configuration is installed, so that the hook and the
+    /// publication happen together and in order.
+    hook: Mutex<Option<InstallHook>>,
+}
+
+impl std::fmt::Debug for ConfigSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfigSource")
+            .field("settings", &self.settings)
+            .field("current", &self.current)
+            .field("status", &self.status)
+            .finish_non_exhaustive()
+    }
 }
 
 fn unix(t: SystemTime) -> u64 {
@@ -201,6 +224,7 @@ impl ConfigSource {
             settings,
             current,
             status: Mutex::new(Status::default()),
+            hook: Mutex::new(None),
         });
         source.load_cache();
         // The follower holds only a weak reference: dropping the source
@@ -276,8 +300,23 @@ impl ConfigSource {
     }
 
     fn install(&self, federation: Federation, confirmed_at: SystemTime) {
+        let hook = self.hook.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(hook) = hook.as_ref() {
+            hook(&federation);
+        }
         self.current.send_replace(Some(Arc::new(federation)));
         self.confirmed(confirmed_at);
+    }
+
+    /// Calls `hook` with every configuration from now on, before it is
+    /// published, and at once with the one held (if any). One hook: a
+    /// second call replaces the first.
+    pub fn on_install(&self, hook: impl Fn(&Federation) + Send + Sync + 'static) {
+        let mut slot = self.hook.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(held) = self.current.borrow().clone() {
+            hook(&held);
+        }
+        *slot = Some(Box::new(hook));
     }
 
     /// The configuration to decide with, if it is still within grace.
@@ -315,11 +354,6 @@ impl ConfigSource {
                 ..Status::default()
             },
         }
-    }
-
-    /// Notified whenever a new configuration is installed.
-    pub fn subscribe(&self) -> watch::Receiver<Option<Arc<Federation>>> {
-        self.current.subscribe()
     }
 
     pub fn health(&self) -> ConfigurationHealth {

@@ -1073,23 +1073,16 @@ impl Gateway {
 
         let (stop, stopped) = watch::channel(false);
         let mut tasks = Vec::new();
-        // Trust follows the configuration.
+        // Trust follows the configuration, put in force before the
+        // configuration is published (a weak reference: the source is
+        // held by `shared`).
         {
-            let shared = shared.clone();
-            let mut updates = source.subscribe();
-            let mut stopped = stopped.clone();
-            tasks.push(tokio::spawn(async move {
-                loop {
-                    let current = updates.borrow_and_update().clone();
-                    if let Some(federation) = current {
-                        shared.install_tls(&federation);
-                    }
-                    tokio::select! {
-                        changed = updates.changed() => if changed.is_err() { break },
-                        _ = stopped.changed() => break,
-                    }
+            let weak = Arc::downgrade(&shared);
+            source.on_install(move |federation| {
+                if let Some(shared) = weak.upgrade() {
+                    shared.install_tls(federation);
                 }
-            }));
+            });
         }
         tasks.push(tokio::spawn(consumer::serve(
             shared.clone(),

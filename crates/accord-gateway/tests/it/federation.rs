@@ -203,3 +203,33 @@ async fn a_configuration_signed_by_another_key_is_refused() {
     ));
     let _keep: Arc<ConfigSource> = source;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_configuration_puts_in_force_is_in_force_before_it_is_published() {
+    // The gateway's TLS trust (revocations, registered gateways) is put in
+    // force by this hook: once a configuration shows in `current()` or the
+    // health endpoint, its revocations must already hold.
+    let registry = Running::start().await;
+    registry.add_member("1").await;
+    let source = ConfigSource::start(registry.settings(Duration::from_secs(60)));
+    until("the first configuration", || members(&source)).await;
+
+    type Seen = Vec<(usize, Option<usize>)>;
+    let seen: Arc<std::sync::Mutex<Seen>> = Arc::default();
+    let weak = Arc::downgrade(&source);
+    let log = seen.clone();
+    source.on_install(move |federation| {
+        let published = weak.upgrade().and_then(|s| members(&s)).map(|m| m.len());
+        log.lock()
+            .unwrap()
+            .push((federation.signed.payload.members.len(), published));
+    });
+    // Called at once with the configuration held.
+    assert_eq!(*seen.lock().unwrap(), [(1, Some(1))]);
+
+    registry.add_member("2").await;
+    until("the change", || members(&source).filter(|m| m.len() == 2)).await;
+    // The hook saw the new configuration while the old one was still the
+    // published one.
+    assert_eq!(*seen.lock().unwrap(), [(1, Some(1)), (2, Some(1))]);
+}
