@@ -61,8 +61,8 @@
 //!
 //! ```text
 //! scripts/bench-exchange                    # installs nginx, builds release, runs
-//! cargo run --release -p accord -- bench exchange --duration 10 --json
-//! cargo run --release -p accord -- bench exchange --paths direct,nginx --sizes 1k,64k,1m
+//! cargo run --profile dist -p accord -- bench exchange --duration 10 --json
+//! cargo run --profile dist -p accord -- bench exchange --paths direct,nginx --sizes 1k,64k,1m
 //! ```
 
 use std::collections::{HashMap, HashSet, VecDeque};
