@@ -60,7 +60,7 @@
 //!   is off.
 //!
 //! ```text
-//! scripts/bench-exchange                    # installs nginx, builds release, runs
+//! scripts/bench-exchange                    # installs nginx, builds the dist profile, runs
 //! cargo run --profile dist -p accord -- bench exchange --duration 10 --json
 //! cargo run --profile dist -p accord -- bench exchange --paths direct,nginx --sizes 1k,64k,1m
 //! ```
