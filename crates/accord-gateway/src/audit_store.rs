@@ -883,13 +883,10 @@ impl Committer {
         wait: Duration,
     ) {
         let started = std::time::Instant::now();
-        let deadline = started + wait;
-        while started.elapsed() < self.max_wait || !runtime_idle(&self.runtime) {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            std::thread::sleep(left.min(FILL_SLICE));
+        while keep_filling(started.elapsed(), wait, self.max_wait, || {
+            runtime_idle(&self.runtime)
+        }) {
+            std::thread::sleep(wait.saturating_sub(started.elapsed()).min(FILL_SLICE));
             take_queued(incoming, batch, self.max_batch, closing);
             if batch.len() >= self.max_batch || *closing {
                 break;
@@ -1149,6 +1146,18 @@ fn fill_wait(last_batch: usize, max_wait: Duration, loaded: Duration) -> Duratio
         _ => loaded * 4,
     };
     max_wait.max(wait)
+}
+
+/// Whether a batch held open for `elapsed` so far stays open: for at most
+/// `wait`, at least `max_wait`, and in between only while the runtime is
+/// not `idle` (see [`Committer::fill`]).
+fn keep_filling(
+    elapsed: Duration,
+    wait: Duration,
+    max_wait: Duration,
+    idle: impl FnOnce() -> bool,
+) -> bool {
+    elapsed < wait && (elapsed < max_wait || !idle())
 }
 
 /// Whether every worker of `runtime` is parked: it has no task to run,
@@ -1841,6 +1850,27 @@ mod tests {
             eventually(|| runtime_idle(&handle)),
             "the workers park again once the task is done"
         );
+    }
+
+    #[test]
+    fn a_batch_is_held_open_only_while_the_runtime_has_work() {
+        let ms = Duration::from_millis;
+        let (busy, idle) = (|| false, || true);
+        assert!(keep_filling(ms(0), ms(4), ms(0), busy));
+        assert!(keep_filling(ms(3), ms(4), ms(0), busy));
+        assert!(
+            !keep_filling(ms(0), ms(4), ms(0), idle),
+            "nothing is about to append: commit now"
+        );
+        assert!(
+            !keep_filling(ms(4), ms(4), ms(0), busy),
+            "the wait is the most"
+        );
+        assert!(
+            keep_filling(ms(1), ms(5), ms(5), idle),
+            "a configured max_wait is waited in full"
+        );
+        assert!(!keep_filling(ms(5), ms(5), ms(5), idle));
     }
 
     #[test]
