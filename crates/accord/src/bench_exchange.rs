@@ -28,6 +28,14 @@
 //!   comparable, ratios taken in one run are. Every process (backend, both
 //!   nginx, both gateways, registry, load generator) shares the same cores,
 //!   as in the issue's measurements.
+//! - **Rounds against bursts of noise.** The machine's speed can also
+//!   change within a run: on 2026-12-07 one path's p50 went from 1.2 to
+//!   2.5 ms between two runs minutes apart. `--rounds N` measures every
+//!   path and size N times, in turn, so that a slow minute costs one round
+//!   of each path rather than all of one, and reports the median round's
+//!   throughput (that round whole, so its CPU time matches its rate) and
+//!   the latency of all rounds' requests together, with each round's
+//!   figures beside them.
 //! - **A fair baseline.** nginx runs as a tuned deployment would: two
 //!   workers each, keep-alive upstreams (`keepalive 64`, HTTP/1.1,
 //!   `Connection ""`), TLS 1.3, no access log, bodies kept in memory, no
@@ -63,6 +71,7 @@
 //! scripts/bench-exchange                    # installs nginx, builds the dist profile, runs
 //! cargo run --profile dist -p accord -- bench exchange --duration 10 --json
 //! cargo run --profile dist -p accord -- bench exchange --paths direct,nginx --sizes 1k,64k,1m
+//! cargo run --profile dist -p accord -- bench exchange --rounds 3
 //! ```
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -118,6 +127,13 @@ pub struct BenchExchangeArgs {
     /// Keep-alive connections for the throughput measurement.
     #[arg(long, default_value_t = 64)]
     pub connections: usize,
+    /// Measure every path and size this many times, in turn (a, b, c, d,
+    /// a, b, ...): a burst of noise on a shared machine then hits one round
+    /// of every path rather than all of one path. The report gives each
+    /// path's median round for throughput and all rounds' requests together
+    /// for latency, and every round's figures beside them.
+    #[arg(long, default_value_t = 1)]
+    pub rounds: usize,
     /// Request (and response) body sizes, e.g. 1024,64k,1MiB.
     #[arg(long, value_delimiter = ',', default_value = "1KiB,64KiB", value_parser = parse_size)]
     pub sizes: Vec<usize>,
@@ -242,6 +258,9 @@ fn check_args(args: &BenchExchangeArgs) -> anyhow::Result<()> {
     if args.connections == 0 || args.connections > 4096 {
         bail!("--connections must be between 1 and 4096");
     }
+    if args.rounds == 0 || args.rounds > 100 {
+        bail!("--rounds must be between 1 and 100");
+    }
     if args.sizes.is_empty() || args.paths.is_empty() {
         bail!("give at least one --sizes and one --paths");
     }
@@ -284,7 +303,7 @@ async fn bench(args: &BenchExchangeArgs, dir: &Path) -> anyhow::Result<Report> {
     };
     eprintln!(
         "machine: {cpus} CPUs, {build} build{}; {} s with {} connections and {} s with one, \
-         after {} s of warm-up, per path and body size",
+         after {} s of warm-up, per path and body size{}",
         nginx_version
             .as_deref()
             .map(|v| format!(", {v}"))
@@ -293,6 +312,11 @@ async fn bench(args: &BenchExchangeArgs, dir: &Path) -> anyhow::Result<Report> {
         args.connections,
         args.latency_duration.as_secs_f64(),
         args.warmup.as_secs_f64(),
+        if args.rounds > 1 {
+            format!(", {} rounds", args.rounds)
+        } else {
+            String::new()
+        },
     );
     if cfg!(debug_assertions) {
         eprintln!("warning: debug build: run scripts/bench-exchange (or cargo run --release) for real figures");
@@ -399,14 +423,24 @@ async fn bench(args: &BenchExchangeArgs, dir: &Path) -> anyhow::Result<Report> {
                 .unwrap_or_default(),
         }
     };
-    let mut results = Vec::new();
+    // Every round measures every size and path once, in the same order.
+    let mut rounds: Vec<(ExchangePath, usize, Vec<Round>)> = Vec::new();
     for &size in &args.sizes {
-        let body = Bytes::from(vec![b'x'; size]);
         for &path in &paths {
+            rounds.push((path, size, Vec::with_capacity(args.rounds)));
+        }
+    }
+    for round in 1..=args.rounds {
+        for (path, size, measured) in &mut rounds {
+            let (path, size) = (*path, *size);
+            let body = Bytes::from(vec![b'x'; size]);
             let target = targets
                 .get(&path)
                 .with_context(|| format!("no target for {}", path.label()))?;
-            let prefix = format!("{} {}", path.label(), human_size(size));
+            let mut prefix = format!("{} {}", path.label(), human_size(size));
+            if args.rounds > 1 {
+                prefix = format!("round {round}/{}: {prefix}", args.rounds);
+            }
             let latency = measure(
                 &load,
                 target,
@@ -433,15 +467,16 @@ async fn bench(args: &BenchExchangeArgs, dir: &Path) -> anyhow::Result<Report> {
                 &servers(path),
             )
             .await?;
-            results.push(PathResult::new(
-                path,
-                size,
-                args.connections,
-                &throughput,
-                &latency,
-            ));
+            measured.push(Round {
+                throughput,
+                latency,
+            });
         }
     }
+    let results: Vec<PathResult> = rounds
+        .into_iter()
+        .map(|(path, size, measured)| PathResult::new(path, size, args.connections, measured))
+        .collect();
 
     let mut memory = Vec::new();
     if let Some(pair) = &nginx {
@@ -503,6 +538,7 @@ async fn bench(args: &BenchExchangeArgs, dir: &Path) -> anyhow::Result<Report> {
             warmup_s: args.warmup.as_secs_f64(),
             connections: args.connections,
             sizes: args.sizes.clone(),
+            rounds: args.rounds,
         },
         results,
         memory,
@@ -737,7 +773,7 @@ struct ConnectionStats {
 }
 
 /// What one measurement measured, over all its connections.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct LoadResult {
     requests: u64,
     errors: u64,
@@ -2299,42 +2335,99 @@ impl Measurement {
     }
 }
 
+/// One round's two measurements of one path and body size.
+#[derive(Debug)]
+struct Round {
+    throughput: LoadResult,
+    latency: LoadResult,
+}
+
+/// One round's figures, as reported beside the merged ones.
+#[derive(Debug, Clone, Serialize)]
+struct RoundFigures {
+    requests_per_s: f64,
+    server_cpu_us_per_request: Option<f64>,
+    latency_p50_ms: Option<f64>,
+}
+
 /// One path and body size.
 #[derive(Debug, Clone, Serialize)]
 struct PathResult {
     path: ExchangePath,
     label: &'static str,
     body_bytes: usize,
-    /// `--connections` connections.
+    /// `--connections` connections: the round with the median requests
+    /// per second (the lower of the two middle ones for an even count),
+    /// whole, so that its CPU time and load latency match its rate.
     throughput: Measurement,
-    /// One connection.
+    /// One connection: every round's requests together.
     latency: Measurement,
+    /// Each round's figures, in the order they were measured.
+    rounds: Vec<RoundFigures>,
+    /// Failed requests in every round, under load and on one connection.
+    errors: u64,
     first_error: Option<String>,
 }
 
 impl PathResult {
-    fn new(
-        path: ExchangePath,
-        size: usize,
-        connections: usize,
-        throughput: &LoadResult,
-        latency: &LoadResult,
-    ) -> Self {
+    /// Merges the rounds (at least one) of one path and size.
+    fn new(path: ExchangePath, size: usize, connections: usize, rounds: Vec<Round>) -> Self {
+        let figures: Vec<RoundFigures> = rounds
+            .iter()
+            .map(|r| {
+                let throughput = Measurement::of(&r.throughput, connections);
+                RoundFigures {
+                    requests_per_s: throughput.requests_per_s,
+                    server_cpu_us_per_request: throughput.server_cpu_us_per_request,
+                    latency_p50_ms: Latency::of(&r.latency.latencies).map(|l| l.p50_ms),
+                }
+            })
+            .collect();
+        let mut by_rate: Vec<usize> = (0..rounds.len()).collect();
+        by_rate.sort_by(|&a, &b| {
+            figures[a]
+                .requests_per_s
+                .total_cmp(&figures[b].requests_per_s)
+        });
+        let median = by_rate
+            .get(by_rate.len().saturating_sub(1) / 2)
+            .copied()
+            .unwrap_or(0);
+        let first_error = rounds.iter().find_map(|r| {
+            r.throughput
+                .first_error
+                .clone()
+                .or_else(|| r.latency.first_error.clone())
+        });
+        let mut errors = 0;
+        let mut latency = LoadResult::default();
+        let mut throughput = LoadResult::default();
+        for (i, round) in rounds.into_iter().enumerate() {
+            errors += round.throughput.errors + round.latency.errors;
+            latency.requests += round.latency.requests;
+            latency.errors += round.latency.errors;
+            latency.reconnects += round.latency.reconnects;
+            latency.elapsed += round.latency.elapsed;
+            latency.latencies.extend(round.latency.latencies);
+            if i == median {
+                throughput = round.throughput;
+            }
+        }
+        latency.latencies.sort_unstable();
         PathResult {
             path,
             label: path.label(),
             body_bytes: size,
-            throughput: Measurement::of(throughput, connections),
-            latency: Measurement::of(latency, 1),
-            first_error: throughput
-                .first_error
-                .clone()
-                .or_else(|| latency.first_error.clone()),
+            throughput: Measurement::of(&throughput, connections),
+            latency: Measurement::of(&latency, 1),
+            rounds: figures,
+            errors,
+            first_error,
         }
     }
 
     fn errors(&self) -> u64 {
-        self.throughput.errors + self.latency.errors
+        self.errors
     }
 
     fn p50(&self) -> Option<f64> {
@@ -2451,6 +2544,7 @@ struct Settings {
     warmup_s: f64,
     connections: usize,
     sizes: Vec<usize>,
+    rounds: usize,
 }
 
 /// Everything one run measured.
@@ -2536,6 +2630,28 @@ fn print_report(report: &Report) {
          connection, requests one after the other, for {} s.",
         report.settings.connections, report.settings.duration_s, report.settings.latency_duration_s
     );
+    if report.settings.rounds > 1 {
+        println!(
+            "{} rounds, every path in turn: req/s, p99 (load) and CPU are the median round's \
+             (by req/s); p50 and p99 are over all rounds' requests. Each round:",
+            report.settings.rounds
+        );
+        for r in &report.results {
+            let rates: Vec<String> = r
+                .rounds
+                .iter()
+                .map(|f| thousands(f.requests_per_s))
+                .collect();
+            let p50s: Vec<String> = r.rounds.iter().map(|f| fmt_ms(f.latency_p50_ms)).collect();
+            println!(
+                "  {} {}: req/s {}; p50 ms {}",
+                r.label,
+                human_size(r.body_bytes),
+                rates.join(" / "),
+                p50s.join(" / ")
+            );
+        }
+    }
     if !report.memory.is_empty() {
         println!();
         output::table(
@@ -2577,6 +2693,87 @@ fn print_report(report: &Report) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn load(requests: u64, cpu_s: Option<f64>, latencies_ms: &[u64], errors: u64) -> LoadResult {
+        LoadResult {
+            requests,
+            errors,
+            reconnects: 0,
+            elapsed: Duration::from_secs(1),
+            server_cpu_s: cpu_s,
+            latencies: latencies_ms.iter().map(|ms| ms * 1_000_000).collect(),
+            first_error: (errors > 0).then(|| format!("{errors} failed")),
+        }
+    }
+
+    #[test]
+    fn rounds_report_the_median_rate_and_every_request_for_latency() {
+        let rounds = vec![
+            Round {
+                throughput: load(3000, Some(0.3), &[9], 2),
+                latency: load(2, None, &[1, 2], 0),
+            },
+            Round {
+                throughput: load(1000, Some(0.2), &[7], 0),
+                latency: load(1, None, &[3], 1),
+            },
+            Round {
+                throughput: load(2000, Some(0.25), &[8], 0),
+                latency: load(2, None, &[4, 5], 0),
+            },
+        ];
+        let r = PathResult::new(ExchangePath::Accord, 1024, 64, rounds);
+        // The median round whole: its rate, its CPU, its load latency.
+        assert_eq!(r.throughput.requests_per_s, 2000.0);
+        assert_eq!(r.throughput.server_cpu_us_per_request, Some(125.0));
+        assert_eq!(r.throughput.latency.as_ref().map(|l| l.p50_ms), Some(8.0));
+        assert_eq!(r.throughput.connections, 64);
+        // Latency over all rounds' requests.
+        assert_eq!(r.latency.requests, 5);
+        assert_eq!(r.latency.seconds, 3.0);
+        assert_eq!(r.p50(), Some(3.0));
+        assert_eq!(r.latency.latency.as_ref().map(|l| l.max_ms), Some(5.0));
+        // Every round, in the order measured.
+        let rates: Vec<f64> = r.rounds.iter().map(|f| f.requests_per_s).collect();
+        assert_eq!(rates, [3000.0, 1000.0, 2000.0]);
+        let p50s: Vec<Option<f64>> = r.rounds.iter().map(|f| f.latency_p50_ms).collect();
+        assert_eq!(p50s, [Some(1.0), Some(3.0), Some(4.0)]);
+        // A failure in any round counts, even in a round not reported.
+        assert_eq!(r.errors(), 3);
+        assert_eq!(r.first_error.as_deref(), Some("2 failed"));
+
+        // An even count takes the lower middle round; one round is itself.
+        let two = PathResult::new(
+            ExchangePath::Nginx,
+            1024,
+            64,
+            vec![
+                Round {
+                    throughput: load(3000, None, &[1], 0),
+                    latency: load(1, None, &[1], 0),
+                },
+                Round {
+                    throughput: load(1000, None, &[1], 0),
+                    latency: load(1, None, &[1], 0),
+                },
+            ],
+        );
+        assert_eq!(two.throughput.requests_per_s, 1000.0);
+        assert_eq!(two.errors(), 0);
+        assert_eq!(two.first_error, None);
+        let one = PathResult::new(
+            ExchangePath::Direct,
+            1024,
+            64,
+            vec![Round {
+                throughput: load(500, None, &[1], 0),
+                latency: load(1, None, &[2], 0),
+            }],
+        );
+        assert_eq!(one.throughput.requests_per_s, 500.0);
+        assert_eq!(one.p50(), Some(2.0));
+        assert_eq!(one.rounds.len(), 1);
+    }
 
     #[test]
     fn percentile_is_nearest_rank() {

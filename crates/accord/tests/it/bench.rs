@@ -1,7 +1,8 @@
 //! `accord bench exchange` end to end, on the paths that need nothing
 //! installed: direct, and path (d), two `accord bench relay` processes with
-//! mutual TLS between them. A short run must carry exchanges on both paths
-//! without an error and report the relays' CPU time and peak memory.
+//! mutual TLS between them. A short run of two rounds must carry exchanges
+//! on both paths in each round without an error and report the relays' CPU
+//! time and peak memory.
 
 use serde_json::Value;
 
@@ -25,6 +26,8 @@ async fn a_short_exchange_benchmark_runs_direct_and_through_the_bare_relays() {
         "200ms",
         "--warmup",
         "100ms",
+        "--rounds",
+        "2",
     ])
     .await;
     assert!(output.status.success(), "{}", stderr(&output));
@@ -38,8 +41,17 @@ async fn a_short_exchange_benchmark_runs_direct_and_through_the_bare_relays() {
         .map(|r| r["path"].as_str().unwrap())
         .collect();
     assert_eq!(paths, ["direct", "relay"]);
+    assert_eq!(report["settings"]["rounds"], 2);
     for r in results {
         assert_eq!(r["body_bytes"], 1024);
+        // Both rounds measured, each with its own rate and latency.
+        let rounds = r["rounds"].as_array().unwrap();
+        assert_eq!(rounds.len(), 2, "{r:#}");
+        for round in rounds {
+            assert!(round["requests_per_s"].as_f64().unwrap() > 0.0, "{r:#}");
+            assert!(round["latency_p50_ms"].as_f64().unwrap() > 0.0, "{r:#}");
+        }
+        assert_eq!(r["errors"], 0, "{r:#}");
         for shape in ["throughput", "latency"] {
             let m = &r[shape];
             assert!(m["requests"].as_u64().unwrap() > 0, "{r:#}");
@@ -61,4 +73,15 @@ async fn a_short_exchange_benchmark_runs_direct_and_through_the_bare_relays() {
     }
     // Only path (c) is held to the targets.
     assert_eq!(report["checks"].as_array().map(Vec::len), Some(0));
+}
+
+#[tokio::test]
+async fn the_exchange_benchmark_refuses_a_zero_round_run() {
+    let output = accord(&["bench", "exchange", "--paths", "direct", "--rounds", "0"]).await;
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("--rounds must be between 1 and 100"),
+        "{}",
+        stderr(&output)
+    );
 }
