@@ -2,7 +2,7 @@
 //! crosses two Accord gateways, next to what it costs without them and
 //! through the setup agencies deploy otherwise.
 //!
-//! Three paths carry the same POST (1 KiB and 64 KiB bodies by default) to
+//! Four paths carry the same POST (1 KiB and 64 KiB bodies by default) to
 //! the same backend, which answers with a body of the same size:
 //!
 //! - **(a) direct**: client → backend, plain HTTP/1.1 keep-alive: what the
