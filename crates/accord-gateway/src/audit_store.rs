@@ -464,6 +464,19 @@ impl AuditLog {
         }
     }
 
+    /// Whether the log is under load: its latest group commit carried more
+    /// than one entry, so entries come faster than one commit's time and
+    /// the committer holds each batch open for company (see
+    /// [`fill_wait`]). A gateway with one exchange at a time commits every
+    /// entry on its own, at once.
+    pub fn busy(&self) -> bool {
+        self.shared
+            .counters
+            .last_batch
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 1
+    }
+
     /// Appends one entry and returns once it is durable, with its receipt.
     /// Any error means the entry may not be recorded: fail the exchange.
     ///
@@ -755,6 +768,8 @@ struct Counters {
     commits: std::sync::atomic::AtomicU64,
     entries: std::sync::atomic::AtomicU64,
     commit_micros: std::sync::atomic::AtomicU64,
+    /// Entries in the latest group commit (see [`AuditLog::busy`]).
+    last_batch: std::sync::atomic::AtomicUsize,
 }
 
 /// What the committer did since the log was opened.
@@ -1008,6 +1023,9 @@ impl Committer {
             }
         }
 
+        self.counters
+            .last_batch
+            .store(batch.len(), std::sync::atomic::Ordering::Relaxed);
         let start = self.range.size();
         let leaves: Vec<Hash> = batch.iter().map(|p| p.leaf_hash).collect();
         let tree = Batch::new(&self.range, &leaves);

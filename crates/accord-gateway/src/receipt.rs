@@ -40,8 +40,11 @@
 //! [`Tail`]). An HTTP/1.1 trailer would say the same, but hyper reads a
 //! trailer a byte at a time: a proof of about two kilobytes then took a
 //! quarter of a loaded consumer gateway's CPU. Data after the body is read
-//! in bulk. Without the request header (and for answers that cannot have
-//! a body) the proof is a response header, sent after the commit.
+//! in bulk. Without the request header, for answers that cannot have a
+//! body, and whenever the provider's audit log is busy (under load the
+//! overlap saves no time and the second write costs CPU on both sides, see
+//! [`crate::server`]'s provider side) the proof is a response header, sent
+//! after the commit; the answer's `X-Accord-Proof` says which it is.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;

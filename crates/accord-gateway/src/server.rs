@@ -13,10 +13,13 @@
 //! Every exchange, permitted, denied or failed, on either side, ends in an
 //! audit entry that is durable before the answer leaves; an exchange whose
 //! entry cannot be written is answered with an internal error instead of
-//! its result. The two gateways' commits overlap: the provider answers with
-//! its entry as soon as it has handed it to its group commit and sends the
-//! proof after the body once the commit is durable (see [`crate::receipt`]),
-//! and the consumer commits its own entry while that proof is on its way.
+//! its result. While the provider's log is not busy the two gateways'
+//! commits overlap: the provider answers with its entry as soon as it has
+//! handed it to its group commit and sends the proof after the body once
+//! the commit is durable (see [`crate::receipt`]), and the consumer commits
+//! its own entry while that proof is on its way. Under load (the log's
+//! group commits carry more than one entry) the provider answers whole
+//! once durable, which costs both gateways less CPU per exchange.
 //! If the proof then fails, a second consumer entry for the exchange says
 //! so: the last entry for an X-Road-Id is the outcome. Each exchange's
 //! outcome also becomes an operational record for the registry

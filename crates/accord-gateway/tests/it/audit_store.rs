@@ -29,6 +29,7 @@ on_both_engines!(
     a_failed_commit_fails_its_exchanges_and_the_log_recovers,
     tampering_is_found_where_it_happened,
     quotes_backslashes_and_unicode_are_stored_exactly,
+    a_log_is_busy_while_its_group_commits_carry_more_than_one_entry,
 );
 
 /// Entries in the SQLite database file itself, ignoring its write-ahead
@@ -332,6 +333,44 @@ fn assert_receipt(entry: &AuditEntry, receipt: &Receipt) {
     );
     receipt.checkpoint.verify(&key().verifying_key()).unwrap();
     assert!(receipt.verify(&key().verifying_key()));
+}
+
+/// A provider gateway answers whole instead of streaming its proof while
+/// its log is busy (see `AuditLog::busy`): busy means the latest group
+/// commit carried more than one entry, and a lone entry's commit makes the
+/// log idle again.
+async fn a_log_is_busy_while_its_group_commits_carry_more_than_one_entry(engine: Engine) {
+    let Some(db) = TestDb::new(engine).await else {
+        return;
+    };
+    // A configured wait holds every batch open in full, so that entries
+    // appended together are committed together.
+    let settings = AuditLogSettings {
+        max_wait: Duration::from_millis(300),
+        ..settings(&db, 16)
+    };
+    let log = AuditLog::open(settings, key()).await.unwrap();
+    assert!(!log.busy(), "a log that has committed nothing is idle");
+
+    log.append(&entry(0)).await.unwrap();
+    assert_eq!(log.commit_stats().entries, 1);
+    assert!(!log.busy(), "a commit of one entry");
+
+    let appended = append_concurrently(&log, 1, 2, 1).await;
+    let sizes: std::collections::BTreeSet<u64> = appended
+        .iter()
+        .map(|(_, r)| r.checkpoint.checkpoint.size)
+        .collect();
+    assert_eq!(
+        sizes.len(),
+        1,
+        "two entries appended together share one commit"
+    );
+    assert!(log.busy(), "the latest commit carried two entries");
+
+    log.append(&entry(3)).await.unwrap();
+    assert!(!log.busy(), "the latest commit carried one entry");
+    log.close().await;
 }
 
 async fn concurrent_appends_are_grouped_and_every_receipt_verifies(engine: Engine) {
