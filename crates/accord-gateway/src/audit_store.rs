@@ -404,7 +404,6 @@ impl AuditLog {
         }));
         let committer = Committer {
             counters: counters.clone(),
-            last_batch: 0,
             pool: pool.clone(),
             engine,
             force_synchronous_commit,
@@ -470,11 +469,7 @@ impl AuditLog {
     /// [`fill_wait`]). A gateway with one exchange at a time commits every
     /// entry on its own, at once.
     pub fn busy(&self) -> bool {
-        self.shared
-            .counters
-            .last_batch
-            .load(std::sync::atomic::Ordering::Relaxed)
-            > 1
+        self.shared.counters.last_batch.load(Ordering::Relaxed) > 1
     }
 
     /// Appends one entry and returns once it is durable, with its receipt.
@@ -785,8 +780,6 @@ pub struct CommitStats {
 
 struct Committer {
     counters: Arc<Counters>,
-    /// Entries in the previous group commit.
-    last_batch: usize,
     pool: AnyPool,
     engine: Engine,
     force_synchronous_commit: bool,
@@ -826,7 +819,7 @@ impl Committer {
         while let Some(first) = incoming.recv().await {
             take(first, &mut batch, &mut incoming, &mut closing);
             take_queued(&mut incoming, &mut batch, self.max_batch, &mut closing);
-            let wait = fill_wait(self.last_batch, self.max_wait, LOADED_WAIT_TASK);
+            let wait = fill_wait(self.last_batch(), self.max_wait, LOADED_WAIT_TASK);
             if !wait.is_zero() && !closing && !batch.is_empty() {
                 let deadline = tokio::time::Instant::now() + wait;
                 while batch.len() < self.max_batch && !closing {
@@ -838,7 +831,6 @@ impl Committer {
             }
             if !batch.is_empty() {
                 let full = std::mem::replace(&mut batch, Vec::with_capacity(self.max_batch));
-                self.last_batch = full.len();
                 self.commit(full).await;
                 self.checkpoint_wal();
             }
@@ -857,7 +849,7 @@ impl Committer {
         while let Some(first) = incoming.blocking_recv() {
             take(first, &mut batch, &mut incoming, &mut closing);
             take_queued(&mut incoming, &mut batch, self.max_batch, &mut closing);
-            let wait = fill_wait(self.last_batch, self.max_wait, LOADED_WAIT_THREAD);
+            let wait = fill_wait(self.last_batch(), self.max_wait, LOADED_WAIT_THREAD);
             if !wait.is_zero() && !closing && batch.len() < self.max_batch {
                 self.fill(&mut incoming, &mut batch, &mut closing, wait);
             }
@@ -868,7 +860,6 @@ impl Committer {
             }
             if !batch.is_empty() {
                 let full = std::mem::replace(&mut batch, Vec::with_capacity(self.max_batch));
-                self.last_batch = full.len();
                 let runtime = self.runtime.clone();
                 runtime.block_on(self.commit(full));
                 self.checkpoint_wal();
@@ -996,8 +987,19 @@ impl Committer {
         result
     }
 
+    /// Entries in the previous group commit (see [`fill_wait`] and
+    /// [`AuditLog::busy`]).
+    fn last_batch(&self) -> usize {
+        self.counters
+            .last_batch
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Writes one group commit and answers its waiters.
     async fn commit(&mut self, batch: Vec<Pending>) {
+        self.counters
+            .last_batch
+            .store(batch.len(), std::sync::atomic::Ordering::Relaxed);
         if self.stale {
             match load_head(&self.pool, &self.log_id, &self.key.verifying_key()).await {
                 Ok((range, checkpoint)) => {
@@ -1023,9 +1025,6 @@ impl Committer {
             }
         }
 
-        self.counters
-            .last_batch
-            .store(batch.len(), std::sync::atomic::Ordering::Relaxed);
         let start = self.range.size();
         let leaves: Vec<Hash> = batch.iter().map(|p| p.leaf_hash).collect();
         let tree = Batch::new(&self.range, &leaves);
