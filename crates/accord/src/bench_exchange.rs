@@ -423,17 +423,18 @@ async fn bench(args: &BenchExchangeArgs, dir: &Path) -> anyhow::Result<Report> {
                 .unwrap_or_default(),
         }
     };
-    // Every round measures every size and path once, in the same order.
-    let mut rounds: Vec<(ExchangePath, usize, Vec<Round>)> = Vec::new();
+    // Every round measures every size and path once, in the same order;
+    // each size's body is made once and shared (`Bytes` clones are cheap).
+    let mut rounds: Vec<(ExchangePath, usize, Bytes, Vec<Round>)> = Vec::new();
     for &size in &args.sizes {
+        let body = Bytes::from(vec![b'x'; size]);
         for &path in &paths {
-            rounds.push((path, size, Vec::with_capacity(args.rounds)));
+            rounds.push((path, size, body.clone(), Vec::with_capacity(args.rounds)));
         }
     }
     for round in 1..=args.rounds {
-        for (path, size, measured) in &mut rounds {
+        for (path, size, body, measured) in &mut rounds {
             let (path, size) = (*path, *size);
-            let body = Bytes::from(vec![b'x'; size]);
             let target = targets
                 .get(&path)
                 .with_context(|| format!("no target for {}", path.label()))?;
@@ -444,7 +445,7 @@ async fn bench(args: &BenchExchangeArgs, dir: &Path) -> anyhow::Result<Report> {
             let latency = measure(
                 &load,
                 target,
-                &body,
+                body,
                 LoadShape {
                     connections: 1,
                     warmup: args.warmup,
@@ -457,7 +458,7 @@ async fn bench(args: &BenchExchangeArgs, dir: &Path) -> anyhow::Result<Report> {
             let throughput = measure(
                 &load,
                 target,
-                &body,
+                body,
                 LoadShape {
                     connections: args.connections,
                     warmup: args.warmup,
@@ -475,7 +476,7 @@ async fn bench(args: &BenchExchangeArgs, dir: &Path) -> anyhow::Result<Report> {
     }
     let results: Vec<PathResult> = rounds
         .into_iter()
-        .map(|(path, size, measured)| PathResult::new(path, size, args.connections, measured))
+        .map(|(path, size, _, measured)| PathResult::new(path, size, args.connections, measured))
         .collect();
 
     let mut memory = Vec::new();
